@@ -1,0 +1,93 @@
+"""Boxes and intersection-over-union, with the protocol's conventions.
+
+Boxes are ``[x, y, w, h]`` in float pixels, as in COCO, RefCOCO and MAttNet's files.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+
+from .errors import RefbenchError
+
+IoUConvention = Literal["refer", "continuous"]
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """A candidate or ground-truth region: top-left corner, width, height (pixels)."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float = 1.0
+    label: str = ""
+
+    @property
+    def xywh(self) -> tuple[float, float, float, float]:
+        return (self.x, self.y, self.w, self.h)
+
+    @property
+    def area(self) -> float:
+        return self.w * self.h
+
+
+def as_array(boxes: Sequence[Box]) -> np.ndarray:
+    """``[N, 4]`` float64 array of xywh."""
+    if not boxes:
+        return np.zeros((0, 4), dtype=np.float64)
+    return np.array([b.xywh for b in boxes], dtype=np.float64)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray, convention: IoUConvention = "refer") -> np.ndarray:
+    """IoU of every box in ``a`` [N, 4] with every box in ``b`` [M, 4] -> [N, M].
+
+    ``refer`` reproduces ``computeIoU`` of the refer API (used by MAttNet's and the CLIP
+    fine-tuning code's evaluation): the intersection counts inclusive pixels
+    (``x2 = x + w - 1``, area ``(x2 - x1 + 1) * ...``, and only when strictly positive
+    in both axes) while the union uses plain ``w * h`` areas. ``continuous`` is the usual
+    geometric IoU (mmdetection, lmms-eval).
+    """
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    ax1, ay1, aw, ah = (a[:, i : i + 1] for i in range(4))
+    bx1, by1, bw, bh = (b[None, :, i] for i in range(4))
+    ix1 = np.maximum(ax1, bx1)
+    iy1 = np.maximum(ay1, by1)
+    if convention == "refer":
+        ix2 = np.minimum(ax1 + aw - 1, bx1 + bw - 1)
+        iy2 = np.minimum(ay1 + ah - 1, by1 + bh - 1)
+        inter = np.where((ix1 < ix2) & (iy1 < iy2), (ix2 - ix1 + 1) * (iy2 - iy1 + 1), 0.0)
+    elif convention == "continuous":
+        ix2 = np.minimum(ax1 + aw, bx1 + bw)
+        iy2 = np.minimum(ay1 + ah, by1 + bh)
+        inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    else:  # pragma: no cover - guarded by the config's Literal
+        raise ValueError(f"unknown IoU convention {convention!r}")
+    union = aw * ah + bw * bh - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+def check_boxes(boxes: Sequence[Box], width: float, height: float, where: str, tolerance: float = 1.0) -> None:
+    """Refuse degenerate or out-of-image boxes with one clear message.
+
+    ``tolerance`` pixels of overhang are accepted (detectors round outwards).
+    """
+    for i, b in enumerate(boxes):
+        values = (b.x, b.y, b.w, b.h)
+        if not all(math.isfinite(v) for v in values):
+            raise RefbenchError(f"{where}: box {i} {list(values)} has a non-finite coordinate",
+                                "remove it from the source file")
+        if b.w <= 0 or b.h <= 0:
+            raise RefbenchError(f"{where}: box {i} {list(values)} is degenerate (width and height must be > 0)",
+                                "remove it from the source file, or check the boxes are [x, y, w, h] not [x1, y1, x2, y2]")
+        if b.x < -tolerance or b.y < -tolerance or b.x + b.w > width + tolerance or b.y + b.h > height + tolerance:
+            raise RefbenchError(
+                f"{where}: box {i} {list(values)} lies outside the {width:g}x{height:g} image",
+                "check the proposals belong to this image set and are [x, y, w, h] pixels",
+            )

@@ -1,0 +1,59 @@
+"""The ``refer`` data set: RefCOCO / RefCOCO+ / RefCOCOg / SynthRef in refer's layout."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from pydantic import Field, field_validator
+
+from ..interfaces import Dataset, ImageItem, Options
+from ..refer import load_items, locate
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ReferDataset(Dataset):
+    """Reads ``<root>/<dataset>/refs(<split_by>).p`` + ``instances.json`` and the image folder."""
+
+    class Options(Options):
+        root: Path = Field(description="folder holding <dataset>/refs(<split_by>).p")
+        dataset: str = Field(description="refcoco, refcoco+, refcocog, synthref, synthref+")
+        split_by: str = "unc"
+        splits: list[str] = Field(min_length=1, description="e.g. [testA] or [val, testA, testB]")
+        images: Path = Field(description="image folder (COCO train2014 for RefCOCO)")
+        text: Literal["sent", "raw"] = "sent"
+
+        @field_validator("splits", mode="before")
+        @classmethod
+        def _one_or_many(cls, v: Any) -> Any:
+            return [v] if isinstance(v, str) else v
+
+    def __init__(self, options: Options) -> None:
+        super().__init__(options)
+        o = self.options
+        self.files = locate(o.root, o.dataset, o.split_by, o.images)
+        self.items = load_items(self.files, o.splits, o.text)
+
+    def __iter__(self) -> Iterator[ImageItem]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def key(self) -> str:
+        return f"{self.options.dataset}/{self.options.split_by}"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "refs": str(self.files.refs), "refs_sha256": sha256(self.files.refs),
+            "instances": str(self.files.instances), "instances_sha256": sha256(self.files.instances),
+            "images": len(self.items), "phrases": sum(len(i.refs) for i in self.items),
+        }

@@ -1,0 +1,121 @@
+"""Benchmark YAML -> validated :class:`BenchmarkConfig`, with one clear line per bad field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .boxes import IoUConvention
+from .errors import RefbenchError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentSpec(BaseModel):
+    """``{plugin: NAME, **options}``; options are validated by the plugin's ``Options``."""
+
+    model_config = ConfigDict(extra="allow")
+    plugin: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+class ProtocolConfig(_Strict):
+    """How a phrase counts as a hit. Every result records these conventions."""
+
+    iou: float = Field(0.5, gt=0, le=1, description="IoU threshold")
+    comparison: Literal[">", ">="] = Field(">", description="'>' as the CLIP fine-tuning code; '>=' as MAttNet's")
+    iou_convention: IoUConvention = Field("refer", description="'refer' = refer's computeIoU; 'continuous'")
+    empty_proposals: Literal["error", "miss"] = Field(
+        "error", description="an image with no candidate: stop with an error, or count its phrases as misses")
+
+
+class MethodConfig(_Strict):
+    id: str = Field(min_length=1)
+    scorer: ComponentSpec | None = None
+    prompter: ComponentSpec | None = None
+    combine: ComponentSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "MethodConfig":
+        if (self.scorer is None) == (self.combine is None):
+            raise ValueError("give exactly one of 'scorer' (a model) or 'combine' (built from other methods)")
+        if self.combine is not None and self.prompter is not None:
+            raise ValueError("a 'combine' method takes no 'prompter'")
+        return self
+
+
+class RunnerConfig(_Strict):
+    batch_size: int = Field(256, ge=1, description="views per encoder call")
+    workers: int = Field(1, ge=0, description="background processes preparing views (0 = in-process)")
+    limit: int | None = Field(None, ge=1, description="only the first N images (smoke tests)")
+
+
+class BenchmarkConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.+-]+$")
+    description: str = ""
+    seed: int = 0
+    dataset: ComponentSpec
+    proposer: ComponentSpec
+    protocol: ProtocolConfig = ProtocolConfig()
+    runner: RunnerConfig = RunnerConfig()
+    methods: list[MethodConfig] = Field(min_length=1)
+
+    @field_validator("methods")
+    @classmethod
+    def _unique_ids(cls, methods: list[MethodConfig]) -> list[MethodConfig]:
+        seen: set[str] = set()
+        for m in methods:
+            if m.id in seen:
+                raise ValueError(f"method id {m.id!r} is used twice")
+            seen.add(m.id)
+        return methods
+
+    def digest(self) -> str:
+        """Hash of what determines the results (not the runner's speed knobs)."""
+        payload = self.model_dump(mode="json", exclude={"runner": {"batch_size", "workers"}, "description": True})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BenchmarkConfig:
+    """Read and validate a benchmark YAML. Errors are :class:`RefbenchError` naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RefbenchError(f"benchmark file not found: {path}", "check the path (see benchmarks/ for examples)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RefbenchError(f"cannot read {path}: {exc}", "pass a UTF-8 YAML file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RefbenchError(f"{path}: broken YAML{at}: {problem}", "fix the syntax (indentation, colons, quotes)") from None
+    if not isinstance(data, dict):
+        raise RefbenchError(f"{path}: expected a mapping of fields at the top level", "see benchmarks/synthref_testA.yaml")
+    for key, value in (overrides or {}).items():
+        data[key] = value
+    try:
+        return BenchmarkConfig.model_validate(data)
+    except ValidationError as exc:
+        raise RefbenchError(f"{path}: " + "; ".join(describe_errors(exc)), "fix the fields named") from None
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One short line per bad field: ``methods.0.scorer: Field required``."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return lines

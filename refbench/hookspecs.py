@@ -1,0 +1,54 @@
+"""The hooks a refbench plugin implements: this file is the table of contents.
+
+A plugin is a module (or object) registered under the ``refbench`` entry-point group::
+
+    [project.entry-points.refbench]
+    my_prompter = "my_package.plugin"
+
+whose functions are decorated with :data:`refbench.hookimpl`. Each component hook
+returns a mapping ``name -> class``; names are what benchmark YAMLs write in ``plugin:``.
+Built-in components are registered through these same hooks (``refbench.builtins``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .interfaces import Combinator, Dataset, Prompter, Proposer, Scorer
+
+hookspec = pluggy.HookspecMarker("refbench")
+hookimpl = pluggy.HookimplMarker("refbench")
+
+
+@hookspec
+def refbench_datasets() -> dict[str, type[Dataset]]:
+    """Data sets this plugin reads (``dataset: {plugin: NAME, ...}``)."""
+
+
+@hookspec
+def refbench_proposers() -> dict[str, type[Proposer]]:
+    """Candidate-box sources (``proposer: {plugin: NAME, ...}``)."""
+
+
+@hookspec
+def refbench_prompters() -> dict[str, type[Prompter]]:
+    """Visual prompts: how a candidate box is shown to a scorer (``prompter: {plugin: NAME}``)."""
+
+
+@hookspec
+def refbench_scorers() -> dict[str, type[Scorer]]:
+    """Models that score phrases against prompted views (``scorer: {plugin: NAME}``)."""
+
+
+@hookspec
+def refbench_combinators() -> dict[str, type[Combinator]]:
+    """Methods built from other methods' logits, e.g. ensembles (``combine: {plugin: NAME}``)."""
+
+
+@hookspec
+def refbench_add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add CLI subcommands. Give each parser ``set_defaults(handler=fn)``; ``fn(args) -> int``."""

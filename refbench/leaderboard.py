@@ -1,0 +1,159 @@
+"""The leaderboard: every completed run's methods beside published reference rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from importlib.resources import files
+from typing import Any, Callable
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from .errors import RefbenchError
+from .results import Store, read_record
+
+SPLIT_ORDER = ["train", "val", "test", "testA", "testB", "testC"]
+
+
+@dataclass
+class Row:
+    dataset: str
+    benchmark: str
+    method: str
+    splits: dict[str, float]
+    overall: float | None = None
+    upper_bound: float | None = None
+    n: int | None = None
+    date: str = ""
+    run_id: str = ""
+    source: str = "run"  # "run" or "reported"
+    citation: str = ""
+    phrase_types: dict[str, float] = field(default_factory=dict)
+
+
+def reported_rows() -> list[Row]:
+    data = yaml.safe_load(files("refbench").joinpath("data/reported.yaml").read_text(encoding="utf-8"))
+    return [Row(dataset=r["dataset"], benchmark="(reported)", method=r["method"], splits=dict(r["splits"]),
+                source="reported", citation=r["citation"], run_id=r.get("proposals", "")) for r in data]
+
+
+def run_rows(store: Store, warn: Callable[[str], None]) -> list[Row]:
+    rows = []
+    for run_dir in store.run_dirs():
+        try:
+            rec = read_record(run_dir)
+        except RefbenchError as exc:
+            warn(f"skipping {run_dir.name}: {exc}")
+            continue
+        if rec.get("status") != "complete":
+            continue
+        try:
+            for method, m in rec["metrics"].items():
+                rows.append(Row(
+                    dataset=rec["dataset_key"], benchmark=rec["benchmark"], method=method,
+                    splits={s: v["accuracy"] for s, v in m["splits"].items()}, overall=m["accuracy"],
+                    upper_bound=m["upper_bound"], n=m["n"], date=rec.get("finished", "")[:10], run_id=rec["run_id"],
+                    phrase_types={t: v["accuracy"] for t, v in m.get("phrase_types", {}).items()},
+                ))
+        except (KeyError, TypeError, AttributeError) as exc:
+            warn(f"skipping {run_dir.name}: run.json lacks {exc}")
+    return rows
+
+
+def collect(store: Store, benchmark: str | None = None, reported: bool = True,
+            warn: Callable[[str], None] = lambda s: None, latest: bool = False) -> list[Row]:
+    """Rows for the leaderboard; ``benchmark`` filters by benchmark name or dataset key.
+
+    ``latest`` keeps only the newest run of each (benchmark, method).
+    """
+    rows = run_rows(store, warn)
+    if latest:
+        newest: dict[tuple[str, str], Row] = {}
+        for r in rows:  # run ids sort by time
+            if (r.benchmark, r.method) not in newest or r.run_id > newest[(r.benchmark, r.method)].run_id:
+                newest[(r.benchmark, r.method)] = r
+        rows = list(newest.values())
+    if benchmark:
+        rows = [r for r in rows if benchmark in (r.benchmark, r.dataset)]
+    datasets = {r.dataset for r in rows} if benchmark else None
+    if reported:
+        rows += [r for r in reported_rows() if datasets is None or r.dataset in datasets or benchmark == r.dataset]
+    return rows
+
+
+def _splits(rows: list[Row]) -> list[str]:
+    names = {s for r in rows for s in r.splits}
+    return sorted(names, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 99, s))
+
+
+def _sort_key(r: Row, splits: list[str]) -> tuple:
+    main = r.overall if r.overall is not None else max(r.splits.values(), default=0.0)
+    return (r.source != "run", -main)
+
+
+def _fmt(v: float | None) -> str:
+    return "" if v is None else f"{v:.2f}"
+
+
+def render(rows: list[Row], fmt: str = "table", console: Console | None = None) -> str | None:
+    """``table`` prints rich tables (one per data set); other formats return text."""
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        groups.setdefault(r.dataset, []).append(r)
+    if fmt == "json":
+        return json.dumps([asdict(r) for r in rows], indent=1)
+    if fmt == "csv":
+        buf = io.StringIO()
+        splits = _splits(rows)
+        w = csv.writer(buf)
+        w.writerow(["dataset", "benchmark", "method", *splits, "overall", "upper_bound", "n", "date", "run_id", "source", "citation"])
+        for r in rows:
+            w.writerow([r.dataset, r.benchmark, r.method, *[_fmt(r.splits.get(s)) for s in splits], _fmt(r.overall),
+                        _fmt(r.upper_bound), r.n or "", r.date, r.run_id, r.source, r.citation])
+        return buf.getvalue()
+    if fmt == "markdown":
+        out = []
+        for dataset, group in sorted(groups.items()):
+            splits = _splits(group)
+            head = ["benchmark", "method", *splits, "overall", "upper bound", "n", "date", "run / source"]
+            out += [f"### {dataset}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for r in sorted(group, key=lambda r: _sort_key(r, splits)):
+                cells = [r.benchmark, r.method + (" *(reported)*" if r.source == "reported" else ""),
+                         *[_fmt(r.splits.get(s)) for s in splits], _fmt(r.overall), _fmt(r.upper_bound),
+                         str(r.n or ""), r.date, r.run_id if r.source == "run" else r.citation]
+                out.append("| " + " | ".join(cells) + " |")
+            out.append("")
+        return "\n".join(out)
+    if fmt != "table":
+        raise RefbenchError(f"unknown format {fmt!r}", "use table, markdown, csv or json")
+    console = console or Console()
+    if not rows:
+        console.print("No completed runs yet: `refbench run benchmarks/synthref_testA.yaml`.")
+    for dataset, group in sorted(groups.items()):
+        splits = _splits(group)
+        table = Table(title=f"{dataset}: accuracy (%)", title_justify="left", show_lines=False)
+        table.add_column("benchmark", style="cyan")
+        table.add_column("method", style="bold")
+        for s in splits:
+            table.add_column(s, justify="right")
+        for col in ("overall", "upper bound", "n"):
+            table.add_column(col, justify="right")
+        table.add_column("date")
+        table.add_column("run / source", overflow="fold", max_width=34)
+        ordered = sorted(group, key=lambda r: _sort_key(r, splits))
+        for k, r in enumerate(ordered):
+            reported = r.source == "reported"
+            if reported and k and ordered[k - 1].source == "run":
+                table.add_section()
+            table.add_row(
+                r.benchmark, r.method + (" (reported)" if reported else ""),
+                *[_fmt(r.splits.get(s)) for s in splits], _fmt(r.overall), _fmt(r.upper_bound), str(r.n or ""),
+                r.date, r.run_id if not reported else r.citation.split(",")[0],
+                style="dim" if reported else None,
+            )
+        console.print(table)
+    return None

@@ -1,0 +1,114 @@
+"""The evaluation protocol: which box a method picks, whether it is a hit, and the totals.
+
+Per phrase: the candidate with the largest logit (ties: the first) is chosen; it is a hit
+when ``IoU(chosen, truth) {>|>=} threshold`` under the chosen IoU convention. The oracle
+(upper bound) is a hit when any candidate would be, and ``chance`` is the fraction of
+candidates that would be: the expected accuracy of a uniformly random pick.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .boxes import as_array, iou_matrix
+from .config import ProtocolConfig
+from .errors import RefbenchError
+from .interfaces import ImageItem, Ref
+
+
+def conventions(protocol: ProtocolConfig) -> dict[str, Any]:
+    """What every result records about how it was counted."""
+    return {
+        "rule": f"IoU(chosen, truth) {protocol.comparison} {protocol.iou}",
+        **protocol.model_dump(),
+        "choice": "argmax of logits over candidates, first on ties",
+        "unit": "one phrase (RefCOCO sentence, keyed by sent_id)",
+    }
+
+
+def hits(ious: np.ndarray, protocol: ProtocolConfig) -> np.ndarray:
+    return ious > protocol.iou if protocol.comparison == ">" else ious >= protocol.iou
+
+
+def judge(item: ImageItem, refs: Sequence[Ref], boxes: np.ndarray, logits: np.ndarray | None,
+          protocol: ProtocolConfig, method: str) -> list[dict[str, Any]]:
+    """One prediction record per phrase. ``boxes`` is ``[V, 4]``; ``logits`` ``[T, V]``."""
+    n_refs, n_boxes = len(refs), len(boxes)
+    if n_boxes == 0:
+        if protocol.empty_proposals == "error":
+            raise RefbenchError(f"image {item.image_id} ({item.path.name}) has no candidate boxes",
+                                "fix the proposals, or set protocol.empty_proposals: miss to count its phrases as misses")
+        return [_record(item, r, method, None, [], 0.0, 0.0, False, False, 0.0, 0) for r in refs]
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.shape != (n_refs, n_boxes):
+        raise RefbenchError(f"method {method!r} returned logits of shape {logits.shape} for image {item.image_id}",
+                            f"a scorer must return [phrases, candidates] = [{n_refs}, {n_boxes}]")
+    if not np.isfinite(logits).all():
+        raise RefbenchError(f"method {method!r} returned non-finite logits for image {item.image_id}",
+                            "check the model's weights and precision (fp16 overflow?)")
+    truth = as_array([r.box for r in refs])
+    ious = iou_matrix(truth, boxes, protocol.iou_convention)
+    good = hits(ious, protocol)
+    chosen = logits.argmax(axis=1)
+    rows = np.arange(n_refs)
+    return [
+        _record(item, ref, method, int(chosen[t]), boxes[chosen[t]].tolist(), float(logits[t, chosen[t]]),
+                float(ious[t, chosen[t]]), bool(good[t, chosen[t]]), bool(good[t].any()),
+                float(good[t].mean()), n_boxes)
+        for t, ref in zip(rows, refs)
+    ]
+
+
+def _record(item: ImageItem, ref: Ref, method: str, chosen: int | None, box: list[float], score: float,
+            iou: float, hit: bool, oracle: bool, chance: float, n: int) -> dict[str, Any]:
+    return {
+        "method": method, "sent_id": ref.sent_id, "ref_id": ref.ref_id, "image_id": item.image_id,
+        "split": ref.split, "phrase_type": ref.phrase_type, "text": ref.text,
+        "chosen": chosen, "box": [round(v, 2) for v in box], "score": round(score, 5),
+        "iou": round(iou, 5), "hit": hit, "oracle": oracle, "chance": round(chance, 6), "candidates": n,
+    }
+
+
+class _Tally:
+    __slots__ = ("n", "hits", "oracle", "chance", "iou")
+
+    def __init__(self) -> None:
+        self.n = self.hits = self.oracle = 0
+        self.chance = self.iou = 0.0
+
+    def add(self, r: dict[str, Any]) -> None:
+        self.n += 1
+        self.hits += bool(r["hit"])
+        self.oracle += bool(r["oracle"])
+        self.chance += r["chance"]
+        self.iou += r["iou"]
+
+    def totals(self) -> dict[str, Any]:
+        n = max(self.n, 1)
+        return {"n": self.n, "accuracy": 100.0 * self.hits / n, "upper_bound": 100.0 * self.oracle / n,
+                "chance": 100.0 * self.chance / n, "mean_iou": self.iou / n}
+
+
+def summarize(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Metrics per method (percentages): overall, per split, per phrase type.
+
+    Streams: memory does not grow with the number of records.
+    """
+    tallies: dict[str, dict[tuple[str, str], _Tally]] = defaultdict(lambda: defaultdict(_Tally))
+    for r in records:
+        t = tallies[r["method"]]
+        t[("all", "")].add(r)
+        t[("split", r["split"])].add(r)
+        if r["phrase_type"]:
+            t[("type", r["phrase_type"])].add(r)
+    out = {}
+    for method, t in tallies.items():
+        out[method] = {
+            **t[("all", "")].totals(),
+            "splits": {k: v.totals() for (g, k), v in sorted(t.items()) if g == "split"},
+            "phrase_types": {k: v.totals() for (g, k), v in sorted(t.items()) if g == "type"},
+        }
+    return out

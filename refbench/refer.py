@@ -1,0 +1,179 @@
+"""Reader for the refer API's on-disk format (RefCOCO, RefCOCO+, RefCOCOg, SynthRef).
+
+Layout::
+
+    <root>/<dataset>/refs(<split_by>).p    pickled list of refs
+    <root>/<dataset>/instances.json        COCO images, annotations (boxes), categories
+    <images>/<file_name>                   the COCO image folder (train2014 for RefCOCO)
+
+``instances.json`` is read with ``json`` as the refer API itself does; pycocotools'
+``COCO`` class would only add an index built here in three lines, and prints to stdout.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .boxes import Box
+from .errors import RefbenchError
+from .interfaces import Annotation, ImageItem, Ref
+
+REF_KEYS = ("ref_id", "ann_id", "image_id", "split", "sentences")
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Loads only plain containers and scalars.
+
+    A refs file is downloaded from the web; an ordinary unpickler would run any code it
+    names. Lists, dicts, tuples, strings and numbers need no global lookup, so refusing
+    every ``find_class`` call refuses exactly the dangerous part.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refusing to load global '{module}.{name}'")
+
+
+def load_refs_pickle(path: Path) -> list[dict[str, Any]]:
+    data = path.read_bytes()
+    try:
+        refs = RestrictedUnpickler(io.BytesIO(data), encoding="utf-8", errors="replace").load()
+    except pickle.UnpicklingError as exc:
+        raise RefbenchError(f"{path}: unsafe or corrupt refs pickle ({exc})",
+                            "a refs file holds only lists, dicts, strings and numbers; re-download it from a trusted source") from None
+    except Exception as exc:  # truncated files raise EOFError, ValueError, ...
+        raise RefbenchError(f"{path}: corrupt refs pickle ({type(exc).__name__}: {exc})", "re-download or regenerate it") from None
+    if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
+        raise RefbenchError(f"{path}: not a refs file (expected a list of ref dicts)", "point dataset.root at the refer data folder")
+    for i, ref in enumerate(refs):
+        missing = [k for k in REF_KEYS if k not in ref]
+        if missing:
+            raise RefbenchError(f"{path}: ref #{i} lacks {', '.join(missing)}", "the file is not in the refer format")
+    return refs
+
+
+def select_split(refs: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
+    """refer's ``getRefIds(split=...)`` semantics, kept exactly (testA also takes testAB...)."""
+    if split in ("testA", "testB", "testC"):
+        return [r for r in refs if split[-1] in r["split"]]
+    if split in ("testAB", "testBC", "testAC"):
+        return [r for r in refs if r["split"] == split]
+    if split == "test":
+        return [r for r in refs if "test" in r["split"]]
+    if split in ("train", "val"):
+        return [r for r in refs if r["split"] == split]
+    raise RefbenchError(f"unknown split {split!r}", "use train, val, test, testA, testB, testC, testAB, testBC or testAC")
+
+
+@dataclass(frozen=True)
+class ReferFiles:
+    refs: Path
+    instances: Path
+    images: Path
+
+
+def locate(root: Path, dataset: str, split_by: str, images: Path) -> ReferFiles:
+    folder = root / dataset
+    files = ReferFiles(folder / f"refs({split_by}).p", folder / "instances.json", images)
+    for path in (files.refs, files.instances):
+        if not path.is_file():
+            raise RefbenchError(
+                f"{dataset} data not found: {path} is missing",
+                f"unpack the refer data set '{dataset}' under {root} (README: Real data)"
+                if not dataset.startswith("synthref") else f"generate it with `refbench synth {root}`",
+            )
+    if not images.is_dir():
+        raise RefbenchError(f"image folder not found: {images}",
+                            "set dataset.images to the folder holding the COCO train2014 JPEGs (README: Real data)")
+    return files
+
+
+def load_instances(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        images = {int(i["id"]): i for i in data["images"]}
+        anns = {int(a["id"]): a for a in data["annotations"]}
+        cats = {int(c["id"]): c["name"] for c in data.get("categories", [])}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RefbenchError(f"{path}: corrupt instances.json ({type(exc).__name__}: {exc})",
+                            "re-download or regenerate it") from None
+    return {"images": images, "anns": anns, "cats": cats}
+
+
+def _box(bbox: Any, where: str) -> Box:
+    try:
+        x, y, w, h = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        raise RefbenchError(f"{where}: bbox {bbox!r} is not [x, y, w, h]", "the annotations file is corrupt") from None
+    return Box(x, y, w, h)
+
+
+def load_items(files: ReferFiles, splits: list[str], text_field: str = "sent") -> list[ImageItem]:
+    """Every image with a phrase in ``splits``, phrases grouped by image, sorted by image id.
+
+    A ref matching several requested splits (``test`` and ``testA``) counts under the first.
+    """
+    refs = load_refs_pickle(files.refs)
+    coco = load_instances(files.instances)
+    chosen: dict[int, tuple[str, dict[str, Any]]] = {}
+    for split in splits:
+        for ref in select_split(refs, split):
+            chosen.setdefault(int(ref["ref_id"]), (split, ref))
+    by_image: dict[int, list[Ref]] = {}
+    for split, ref in chosen.values():
+        ann = coco["anns"].get(int(ref["ann_id"]))
+        if ann is None:
+            raise RefbenchError(f"{files.refs}: ref {ref['ref_id']} names annotation {ref['ann_id']}, absent from instances.json",
+                                "the refs and instances files come from different data sets")
+        box = _box(ann["bbox"], f"annotation {ann['id']}")
+        for sent in ref["sentences"]:
+            by_image.setdefault(int(ref["image_id"]), []).append(Ref(
+                sent_id=int(sent["sent_id"]), ref_id=int(ref["ref_id"]), ann_id=int(ref["ann_id"]),
+                text=str(sent.get(text_field) or sent.get("sent") or sent.get("raw") or ""), box=box, split=split,
+                phrase_type=str(sent.get("phrase_type", "")),
+            ))
+    anns_by_image: dict[int, list[Annotation]] = {}
+    for ann in coco["anns"].values():
+        anns_by_image.setdefault(int(ann["image_id"]), []).append(
+            Annotation(int(ann["id"]), _box(ann["bbox"], f"annotation {ann['id']}"), coco["cats"].get(int(ann.get("category_id", -1)), "")))
+    items = []
+    for image_id in sorted(by_image):
+        info = coco["images"].get(image_id)
+        if info is None:
+            raise RefbenchError(f"{files.refs}: image {image_id} is not in instances.json",
+                                "the refs and instances files come from different data sets")
+        items.append(ImageItem(
+            image_id=image_id, path=files.images / info["file_name"], width=int(info["width"]), height=int(info["height"]),
+            refs=tuple(sorted(by_image[image_id], key=lambda r: r.sent_id)),
+            annotations=tuple(sorted(anns_by_image.get(image_id, []), key=lambda a: a.id)),
+        ))
+    return items
+
+
+def load_detections(path: Path) -> dict[int, list[Box]]:
+    """MAttNet detection file: JSON list of {det_id, box [x,y,w,h], image_id, category_id, category_name, score}."""
+    if not path.is_file():
+        raise RefbenchError(f"detections file not found: {path}",
+                            "download MAttNet's detections for this data set (README: Real data) or use proposer: {plugin: gt}")
+    try:
+        dets = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RefbenchError(f"{path}: corrupt detections file ({exc})", "re-download or regenerate it") from None
+    if isinstance(dets, dict) and "dets" in dets:  # some releases wrap the list
+        dets = dets["dets"]
+    if not isinstance(dets, list):
+        raise RefbenchError(f"{path}: expected a JSON list of detections", "use MAttNet's <dataset>_<split_by>_dets.json")
+    out: dict[int, list[Box]] = {}
+    for i, det in enumerate(dets):
+        try:
+            x, y, w, h = (float(v) for v in det["box"])
+            box = Box(x, y, w, h, float(det.get("score", 1.0)), str(det.get("category_name", "")))
+            out.setdefault(int(det["image_id"]), []).append(box)
+        except (KeyError, TypeError, ValueError):
+            raise RefbenchError(f"{path}: detection #{i} is not {{box: [x, y, w, h], image_id, score}}: {str(det)[:80]}",
+                                "fix or regenerate the detections file") from None
+    return out

@@ -1,0 +1,234 @@
+"""The results store: one folder per run, append-only, written atomically.
+
+``results/<run_id>/run.json``
+    the run's record (schema :data:`SCHEMA_VERSION`): status, resolved config and its
+    hash, git sha, package versions, seed, protocol conventions, data provenance,
+    timings and, once complete, the metrics. Replaced atomically (temp file + rename).
+``results/<run_id>/predictions.jsonl``
+    the journal: one JSON line per (method, phrase), appended and fsynced per batch of
+    images. After a crash, the run is resumed from it; a torn last line is dropped.
+
+A complete run is never written again, and a new run never reuses a folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import RefbenchError
+
+SCHEMA_VERSION = 1
+RUN_FILE = "run.json"
+JOURNAL = "predictions.jsonl"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` so that readers see the old file or the new one, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def git_revision(where: Path) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+
+    try:
+        return {"sha": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"sha": None, "dirty": None}
+
+
+def package_versions(extra: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
+    names = ["refbench", "numpy", "pillow", "pydantic", "pluggy", "torch", "torchvision", "open_clip_torch", *extra]
+    out = {"python": platform.python_version()}
+    for name in dict.fromkeys(names):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def environment() -> dict[str, Any]:
+    return {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "argv": sys.argv}
+
+
+@dataclass
+class Run:
+    """An open run folder. Holding it holds an exclusive lock, so two processes never share one."""
+
+    dir: Path
+    record: dict[str, Any]
+    _lock: Any = field(repr=False, default=None)
+
+    @property
+    def id(self) -> str:
+        return self.dir.name
+
+    @property
+    def journal_path(self) -> Path:
+        return self.dir / JOURNAL
+
+    def save(self) -> None:
+        write_atomic(self.dir / RUN_FILE, json.dumps(self.record, indent=1, sort_keys=False) + "\n")
+
+    def repair_journal(self) -> int:
+        """Cut a torn last line (a crash mid-write) so appends start on a fresh line. Returns bytes cut."""
+        path = self.journal_path
+        if not path.exists():
+            return 0
+        with path.open("rb+") as f:
+            data_len = f.seek(0, os.SEEK_END)
+            if data_len == 0:
+                return 0
+            # scan back from the end for the last newline
+            pos, chunk = data_len, 1 << 16
+            while pos > 0:
+                start = max(0, pos - chunk)
+                f.seek(start)
+                block = f.read(pos - start)
+                nl = block.rfind(b"\n")
+                if nl >= 0:
+                    keep = start + nl + 1
+                    break
+                pos = start
+            else:
+                keep = 0
+            if keep < data_len:
+                f.truncate(keep)
+                f.flush()
+                os.fsync(f.fileno())
+            return data_len - keep
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Journal lines, skipping any that do not parse (never expected after repair)."""
+        if not self.journal_path.exists():
+            return
+        with self.journal_path.open("r", encoding="utf-8") as f:
+            for line in f:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        """Append and fsync: once this returns, a crash cannot lose these records."""
+        if not records:
+            return
+        data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
+        fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def _try_lock(run_dir: Path) -> Any | None:
+    handle = (run_dir / ".lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def read_record(run_dir: Path) -> dict[str, Any]:
+    """A run's record; :class:`RefbenchError` if missing or corrupt."""
+    path = run_dir / RUN_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RefbenchError(f"{path} not found", "is this a refbench results folder?") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RefbenchError(f"{path} is corrupt ({exc})", "remove that run folder or restore it from version control") from None
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA_VERSION:
+        raise RefbenchError(f"{path} is not a refbench run record (schema {SCHEMA_VERSION})", "remove or upgrade that run folder")
+    return record
+
+
+class Store:
+    """The folder of runs (``results/`` by default)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def run_dirs(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def create(self, name: str, record: dict[str, Any]) -> Run:
+        self.root.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        base = f"{stamp}-{name}-{record['config_sha256'][:6]}"
+        for n in range(1000):
+            run_dir = self.root / (base if n == 0 else f"{base}-{n}")
+            try:
+                run_dir.mkdir()  # atomic: two processes never get the same folder
+                break
+            except FileExistsError:
+                continue
+        else:  # pragma: no cover
+            raise RefbenchError(f"cannot create a run folder under {self.root}", "clean up the results folder")
+        run = Run(run_dir, {**record, "run_id": run_dir.name}, _try_lock(run_dir))
+        run.save()
+        return run
+
+    def open(self, run_id: str) -> Run:
+        run_dir = self.root / run_id
+        if not run_dir.is_dir():
+            raise RefbenchError(f"no run {run_id!r} under {self.root}", "`refbench leaderboard --format json` lists run ids")
+        record = read_record(run_dir)
+        if record.get("status") == "complete":
+            raise RefbenchError(f"run {run_id} is complete and is never rewritten", "start a new run instead")
+        lock = _try_lock(run_dir)
+        if lock is None:
+            raise RefbenchError(f"run {run_id} is in use by another refbench process", "wait for it, or stop it first")
+        return Run(run_dir, record, lock)
+
+    def find_unfinished(self, config_sha256: str) -> Run | None:
+        """The newest interrupted run of this exact config that no live process holds."""
+        for run_dir in reversed(self.run_dirs()):
+            try:
+                record = read_record(run_dir)
+            except RefbenchError:
+                continue
+            if record.get("status") != "running" or record.get("config_sha256") != config_sha256:
+                continue
+            lock = _try_lock(run_dir)
+            if lock is not None:
+                return Run(run_dir, record, lock)
+        return None

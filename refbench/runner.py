@@ -1,0 +1,322 @@
+"""The runner: one image at a time through proposer -> prompter -> scorer -> protocol.
+
+All phrases about an image travel together, so each candidate view is rendered and
+encoded once per image and method. Images are prepared (decoded, proposed, rendered,
+preprocessed) in background worker processes while the main process encodes; views of
+many images go through the encoder in one batch; each phrase's text is encoded once.
+Predictions are journaled as they are produced, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .boxes import Box, as_array, check_boxes
+from .config import BenchmarkConfig
+from .errors import RefbenchError
+from .interfaces import Combinator, Dataset, EmbeddingScorer, ImageItem, Prompter, Proposer, Scorer, ScoreRequest
+from .plugins import Registry, registry
+from .protocol import conventions, judge, summarize
+from .results import Run, Store, environment, git_revision, package_versions
+
+
+@dataclass
+class Method:
+    id: str
+    scorer: Scorer | None = None
+    prompter: Prompter | None = None
+    combinator: Combinator | None = None
+
+    @property
+    def uses_views(self) -> bool:
+        return self.scorer is not None and self.scorer.uses_views
+
+
+@dataclass
+class Bench:
+    """A benchmark config turned into live components."""
+
+    config: BenchmarkConfig
+    dataset: Dataset
+    proposer: Proposer
+    methods: list[Method]
+    components: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build(config: BenchmarkConfig, reg: Registry | None = None) -> Bench:
+    """Instantiate every component, checking the methods fit together before any work."""
+    reg = reg or registry()
+    components: list[dict[str, Any]] = []
+
+    def make(kind: Any, spec: Any, where: str) -> Any:
+        info = reg.info(kind, spec.plugin)
+        components.append({"where": where, "kind": kind, "name": info.name, "plugin": info.plugin,
+                           "package": info.package, "version": info.version})
+        return reg.build(kind, spec.as_dict(), where)
+
+    methods: list[Method] = []
+    for i, m in enumerate(config.methods):
+        where = f"methods[{i}] ({m.id})"
+        if m.combine is not None:
+            comb = make("combinator", m.combine, where + ".combine")
+            known = {x.id for x in methods}
+            missing = [x for x in comb.members if x not in known]
+            if missing:
+                raise RefbenchError(f"{where}: combines {', '.join(missing)}, not defined above it",
+                                    "list member methods before the method that combines them")
+            methods.append(Method(m.id, combinator=comb))
+            continue
+        scorer = make("scorer", m.scorer, where + ".scorer")
+        prompter = make("prompter", m.prompter, where + ".prompter") if m.prompter else None
+        if scorer.uses_views and prompter is None:
+            raise RefbenchError(f"{where}: scorer {m.scorer.plugin!r} looks at views and needs a prompter",
+                                "add e.g. prompter: {plugin: green_shade}")
+        methods.append(Method(m.id, scorer=scorer, prompter=prompter))
+    dataset = make("dataset", config.dataset, "dataset")
+    proposer = make("proposer", config.proposer, "proposer")
+    return Bench(config, dataset, proposer, methods, components)
+
+
+# ---------------------------------------------------------------- preparation (workers)
+
+
+def load_image(item: ImageItem) -> Image.Image:
+    try:
+        with Image.open(item.path) as im:
+            image = im.convert("RGB")
+    except FileNotFoundError:
+        raise RefbenchError(f"image {item.image_id} not found: {item.path}",
+                            "check dataset.images points at the folder holding the data set's images") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise RefbenchError(f"image {item.image_id} is unreadable: {item.path} ({exc})", "the file is damaged; restore it") from None
+    if image.size != (item.width, item.height):
+        raise RefbenchError(f"image {item.path} is {image.width}x{image.height} but the annotations say {item.width}x{item.height}",
+                            "the image folder does not match the annotations")
+    return image
+
+
+@dataclass
+class Prepared:
+    """One image ready for the models: its candidates and each view-method's input."""
+
+    item: ImageItem
+    boxes: list[Box]
+    views: dict[str, Any]
+    error: RefbenchError | None = None
+
+    def pin_memory(self) -> "Prepared":  # called by DataLoader(pin_memory=True)
+        self.views = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in self.views.items()}
+        return self
+
+
+def prepare(item: ImageItem, proposer: Proposer, view_methods: Sequence[Method]) -> Prepared:
+    try:
+        boxes = proposer.propose(item)
+        check_boxes(boxes, item.width, item.height, f"image {item.image_id} candidates")
+        views: dict[str, Any] = {}
+        if view_methods and boxes:
+            image = load_image(item)
+            for m in view_methods:
+                assert m.scorer is not None
+                views[m.id] = m.scorer.prepare(image, boxes, m.prompter)
+        return Prepared(item, boxes, views)
+    except RefbenchError as exc:  # travels to the main process as a value, message intact
+        return Prepared(item, [], {}, error=exc)
+
+
+class _Images(torch.utils.data.IterableDataset):
+    def __init__(self, items: list[ImageItem], proposer: Proposer, view_methods: list[Method]) -> None:
+        self.items, self.proposer, self.view_methods = items, proposer, view_methods
+
+    def __iter__(self) -> Iterator[Prepared]:
+        info = torch.utils.data.get_worker_info()
+        shard = self.items if info is None else self.items[info.id :: info.num_workers]
+        for item in shard:
+            yield prepare(item, self.proposer, self.view_methods)
+
+
+def _single(x: Any) -> Any:
+    return x
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # workers render; the main process owns the cores for the model
+
+
+def prepared_stream(items: list[ImageItem], proposer: Proposer, methods: list[Method], workers: int,
+                    pin_memory: bool = False) -> Iterable[Prepared]:
+    view_methods = [m for m in methods if m.uses_views]
+    source = _Images(items, proposer, view_methods)
+    if workers == 0 or not items:
+        return iter(source)
+    return torch.utils.data.DataLoader(source, batch_size=None, num_workers=min(workers, len(items)), collate_fn=_single,
+                                       worker_init_fn=_worker_init, prefetch_factor=4, pin_memory=pin_memory)
+
+
+def chunks(stream: Iterable[Prepared], batch_size: int) -> Iterator[list[Prepared]]:
+    """Group consecutive images so each chunk holds at most ``batch_size`` views (or one image)."""
+    chunk: list[Prepared] = []
+    n = 0
+    for p in stream:
+        if p.error is not None:
+            raise p.error
+        if chunk and n + len(p.boxes) > batch_size:
+            yield chunk
+            chunk, n = [], 0
+        chunk.append(p)
+        n += len(p.boxes)
+    if chunk:
+        yield chunk
+
+
+# ---------------------------------------------------------------- scoring (main process)
+
+
+def score_chunk(chunk: list[Prepared], methods: list[Method]) -> dict[str, list[np.ndarray | None]]:
+    """Logits per method per image of the chunk (``None`` for an image without candidates)."""
+    out: dict[str, list[np.ndarray | None]] = {}
+    live = [i for i, p in enumerate(chunk) if p.boxes]
+    for m in methods:
+        logits: list[np.ndarray | None] = [None] * len(chunk)
+        if m.combinator is not None:
+            for i in live:
+                logits[i] = m.combinator.combine([out[x][i] for x in m.combinator.members])
+        elif isinstance(m.scorer, EmbeddingScorer) and live:
+            s = m.scorer
+            view_feats = s.encode_views(s.concat([chunk[i].views[m.id] for i in live]))
+            text_feats = s.encode_texts([r.text for i in live for r in chunk[i].item.refs])
+            v = t = 0
+            for i in live:
+                nv, nt = len(chunk[i].boxes), len(chunk[i].item.refs)
+                logits[i] = s.logits(text_feats[t : t + nt], view_feats[v : v + nv])
+                v, t = v + nv, t + nt
+        elif m.scorer is not None:
+            for i in live:
+                p = chunk[i]
+                logits[i] = m.scorer.score(ScoreRequest(p.item, p.item.refs, p.boxes, p.views.get(m.id)))
+        out[m.id] = logits
+    return out
+
+
+def judge_chunk(chunk: list[Prepared], logits: dict[str, list[np.ndarray | None]], config: BenchmarkConfig,
+                done: set[tuple[str, int]]) -> list[dict[str, Any]]:
+    records = []
+    for i, p in enumerate(chunk):
+        boxes = as_array(p.boxes)
+        for method, per_image in logits.items():
+            for r in judge(p.item, p.item.refs, boxes, per_image[i], config.protocol, method):
+                if (method, r["sent_id"]) not in done:
+                    records.append(r)
+    return records
+
+
+def predict(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig,
+            done: set[tuple[str, int]] | None = None) -> Iterator[tuple[list[Prepared], list[dict[str, Any]]]]:
+    """Stream ``(chunk of images, their prediction records)``; preparation overlaps scoring."""
+    cuda = any(str(getattr(m.scorer, "device", "cpu")).startswith("cuda") for m in methods)
+    stream = prepared_stream(items, proposer, methods, config.runner.workers, pin_memory=cuda)
+    with torch.inference_mode():
+        for chunk in chunks(stream, config.runner.batch_size):
+            yield chunk, judge_chunk(chunk, score_chunk(chunk, methods), config, done or set())
+
+
+def evaluate(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig) -> dict[str, Any]:
+    """Metrics without a results folder (used for validation during training)."""
+    return summarize(r for _, records in predict(items, proposer, methods, config) for r in records)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_record(bench: Bench, config_path: Path | None) -> dict[str, Any]:
+    c = bench.config
+    packages = sorted({x["package"] for x in bench.components if x["package"] != "?"})
+    return {
+        "schema": 1, "status": "running", "benchmark": c.name, "dataset_key": bench.dataset.key(),
+        "created": _now(), "config_path": str(config_path) if config_path else None,
+        "config_sha256": c.digest(), "config": c.model_dump(mode="json"), "seed": c.seed,
+        "protocol": conventions(c.protocol), "components": bench.components,
+        "methods": {m.id: (m.scorer or m.combinator).describe() for m in bench.methods},  # type: ignore[union-attr]
+        "data": {"dataset": bench.dataset.describe(), "proposer": bench.proposer.describe()},
+        "git": git_revision(Path(config_path).resolve().parent if config_path else Path.cwd()),
+        "versions": package_versions(packages), "environment": environment(), "sessions": [],
+    }
+
+
+ProgressFn = Callable[[int, int, int], None]  # images done, images total, phrases written
+
+
+def run_benchmark(config: BenchmarkConfig, store: Store, config_path: Path | None = None, resume: str | None = None,
+                  fresh: bool = False, progress: ProgressFn | None = None, announce: Callable[[str], None] = lambda s: None) -> Run:
+    """Run (or resume) a benchmark and return the completed run.
+
+    ``resume``: a run id to continue; otherwise the newest interrupted run of the same
+    config is continued unless ``fresh``.
+    """
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+    bench = build(config)
+    if resume is not None:
+        run = store.open(resume)
+        if run.record.get("config_sha256") != config.digest():
+            run.close()
+            raise RefbenchError(f"run {resume} was made with a different config", "resume it with the config it was started with")
+    else:
+        run = (None if fresh else store.find_unfinished(config.digest())) or store.create(config.name, new_record(bench, config_path))
+    try:
+        return _execute(bench, run, progress, announce)
+    finally:
+        run.close()
+
+
+def _execute(bench: Bench, run: Run, progress: ProgressFn | None, announce: Callable[[str], None]) -> Run:
+    config = bench.config
+    cut = run.repair_journal()
+    done = {(r["method"], r["sent_id"]) for r in run.records()}
+    if done or cut:
+        announce(f"resuming run {run.id}: {len(done)} predictions kept" + (f", a torn last line ({cut} bytes) dropped" if cut else ""))
+    method_ids = [m.id for m in bench.methods]
+    items = list(bench.dataset)[: config.runner.limit]
+    todo = [it for it in items if any((m, r.sent_id) not in done for r in it.refs for m in method_ids)]
+    session = {"started": _now(), "git": git_revision(Path.cwd()), "kept": len(done), "images": len(todo)}
+    run.record["sessions"].append(session)
+    run.save()
+
+    start = time.perf_counter()
+    n_images = len(items) - len(todo)
+    written = n_views = 0
+    if progress:
+        progress(n_images, len(items), written)
+    for chunk, records in predict(todo, bench.proposer, bench.methods, config, done):
+        run.append(records)
+        n_images += len(chunk)
+        written += len(records)
+        n_views += sum(len(p.boxes) for p in chunk)
+        if progress:
+            progress(n_images, len(items), written)
+    wall = time.perf_counter() - start
+    session.update({"finished": _now(), "wall_s": round(wall, 3), "written": written, "views": n_views,
+                    "images_per_s": round(len(todo) / wall, 2) if wall > 0 else None})
+    metrics = summarize(run.records())
+    expected = len(method_ids) * sum(len(i.refs) for i in items)
+    counted = sum(m["n"] for m in metrics.values())
+    if counted != expected:
+        raise RefbenchError(f"run {run.id}: {counted} predictions for {expected} (method, phrase) pairs",
+                            "the journal is inconsistent; start a fresh run with --new")
+    run.record.update({"status": "complete", "finished": _now(), "metrics": metrics,
+                       "timing": {"wall_s": round(sum(s.get("wall_s", 0) for s in run.record["sessions"]), 3),
+                                  "sessions": len(run.record["sessions"])}})
+    run.save()
+    return run
