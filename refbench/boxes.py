@@ -48,9 +48,10 @@ def iou_matrix(a: np.ndarray, b: np.ndarray, convention: IoUConvention = "refer"
 
     ``refer`` reproduces ``computeIoU`` of the refer API (used by MAttNet's and the CLIP
     fine-tuning code's evaluation): the intersection counts inclusive pixels
-    (``x2 = x + w - 1``, area ``(x2 - x1 + 1) * ...``, and only when strictly positive
-    in both axes) while the union uses plain ``w * h`` areas. ``continuous`` is the usual
-    geometric IoU (mmdetection, lmms-eval).
+    (``x2 = x + w - 1``, area ``(x2 - x1 + 1) * ...``) and only when ``x1 < x2`` and
+    ``y1 < y2``, while the union uses plain ``w * h`` areas. The ``+1``s cancel, so it
+    equals the geometric IoU except that overlaps of one pixel or less count as none.
+    ``continuous`` is the usual geometric IoU (mmdetection, lmms-eval).
     """
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)

@@ -174,7 +174,12 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("config")
     v.set_defaults(handler=cmd_validate)
 
-    registry().hook().refbench_add_commands(subparsers=sub)
+    reg = registry()
+    for impl in reg.manager.hook.refbench_add_commands.get_hookimpls():
+        try:  # a plugin's broken command must not take the CLI down
+            impl.function(subparsers=sub)
+        except Exception as exc:
+            reg.note_broken(reg.manager.get_name(impl.plugin) or "?", "refbench_add_commands", exc)
     return p
 
 

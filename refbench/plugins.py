@@ -70,6 +70,9 @@ class Registry:
                     info = ComponentInfo(kind, name, cls, plugin_name, package, version)
                     self._components[kind].setdefault(name, []).append(info)
 
+    def note_broken(self, plugin: str, target: str, exc: Exception) -> None:
+        self.broken.append(BrokenPlugin(plugin, target, "?", f"{type(exc).__name__}: {exc}"))
+
     def components(self) -> list[ComponentInfo]:
         return [i for kind in KINDS for infos in self._components[kind].values() for i in infos]
 
@@ -98,9 +101,6 @@ class Registry:
         except ValidationError as exc:
             raise RefbenchError(*_explain(exc, f"{where} ({kind} {name!r})", cls)) from None
         return cls(options)
-
-    def hook(self) -> Any:
-        return self.manager.hook
 
 
 def _explain(exc: ValidationError, where: str, cls: type[Component]) -> tuple[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -66,6 +67,17 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     return state, meta
 
 
+@contextlib.contextmanager
+def _quiet_open_clip() -> Any:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def build_model(arch: str | None, pretrained: str | None, checkpoint: Path | None, seed: int) -> tuple[torch.nn.Module, str, dict[str, Any]]:
     """The one place models are made: open_clip architecture + (pretrained tag | local weights | seeded init)."""
     meta: dict[str, Any] = {}
@@ -86,7 +98,8 @@ def build_model(arch: str | None, pretrained: str | None, checkpoint: Path | Non
         raise RefbenchError(f"unknown open_clip architecture {arch!r}", f"did you mean {close[0]!r}?" if close else "see open_clip.list_models()")
     torch.manual_seed(seed)
     try:
-        model = open_clip.create_model(arch, pretrained=pretrained if checkpoint is None else None)
+        with _quiet_open_clip():  # it warns that a model without a pretrained tag is randomly initialised
+            model = open_clip.create_model(arch, pretrained=pretrained if checkpoint is None else None)
     except RuntimeError as exc:  # no network, unknown tag
         raise RefbenchError(f"cannot load open_clip weights {arch}/{pretrained} ({str(exc).splitlines()[0][:200]})",
                             "on a machine without internet, download them once elsewhere and pass scorer.checkpoint") from None

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from refbench.synth import SynthSpec, generate
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = SynthSpec(seed=3, images={"train": 48, "val": 12, "testA": 12, "testB": 12})
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SynthRef written by the real generator, shared read-only by the tests."""
+    root = tmp_path_factory.mktemp("synthref")
+    generate(root, TINY)
+    return root
+
+
+def bench_yaml(root: Path, methods: str, *, name: str = "tiny", splits: str = "[testA, testB]",
+               proposer: str | None = None, extra: str = "") -> str:
+    proposer = proposer or f"{{plugin: detections, path: {root}/dets/synthref_unc_dets.json}}"
+    return f"""
+name: {name}
+dataset: {{plugin: refer, root: {root}, dataset: synthref, split_by: unc, splits: {splits}, images: {root}/images}}
+proposer: {proposer}
+{extra}
+methods:
+{methods}
+"""
+
+
+@pytest.fixture
+def write_config(tmp_path: Path):
+    def write(text: str, name: str = "bench.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture(autouse=True)
+def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    os.environ.pop("REFBENCH_RESULTS", None)

@@ -1,0 +1,152 @@
+import json
+import pickle
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from refbench.cli import main
+
+from conftest import bench_yaml
+
+RANDOM = "  - {id: random, scorer: {plugin: random}}\n  - {id: largest, scorer: {plugin: largest}}"
+CLIP = "  - {id: clip, prompter: {plugin: green_shade}, scorer: {plugin: clip, arch: synth-rn}}"
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    lines = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.fixture
+def data_copy(synth_root, tmp_path):
+    """A private copy of the tiny data set that a test may damage."""
+    root = tmp_path / "data"
+    shutil.copytree(synth_root, root)
+    return root
+
+
+def run(argv, tmp_path):
+    return main(["run", *map(str, argv), "--results", str(tmp_path / "results"), "--quiet"])
+
+
+@pytest.mark.parametrize("text, words", [
+    ("name: x\nmethods: [\n", "broken YAML at line"),
+    ("- just\n- a list\n", "expected a mapping"),
+    ("name: x\ndataset: {plugin: refer}\nproposer: {plugin: gt}\nmethods: []\nspeed: 11\n", "speed: unknown field"),
+])
+def test_bad_yaml_is_one_line(tmp_path, capsys, text, words):
+    path = tmp_path / "b.yaml"
+    path.write_text(text)
+    assert run([path], tmp_path) == 2
+    assert words in error_line(capsys)
+
+
+def test_unknown_plugin_and_option(synth_root, tmp_path, capsys, write_config):
+    cfg = write_config(bench_yaml(synth_root, "  - {id: r, scorer: {plugin: rando}}"))
+    assert run([cfg], tmp_path) == 2
+    line = error_line(capsys)
+    assert "unknown scorer 'rando'" in line and "did you mean 'random'" in line
+    cfg = write_config(bench_yaml(synth_root, "  - {id: r, scorer: {plugin: random, sead: 3}}"))
+    assert run([cfg], tmp_path) == 2
+    line = error_line(capsys)
+    assert "sead: unknown option" in line and "valid options: seed" in line
+
+
+def test_missing_data_says_how_to_get_it(tmp_path, capsys, write_config):
+    cfg = write_config(bench_yaml(tmp_path / "nowhere", RANDOM))
+    assert run([cfg], tmp_path) == 2
+    assert "refbench synth" in error_line(capsys)
+
+
+def test_missing_image_keeps_earlier_work_and_resumes(data_copy, tmp_path, capsys, write_config):
+    cfg = write_config(bench_yaml(data_copy, CLIP, splits="[testA]") + "runner: {batch_size: 8, workers: 0}\n")
+    images = sorted((data_copy / "images").glob("*.jpg"))
+    test_a = json.loads((data_copy / "synthref" / "instances.json").read_text())
+    refs = [r for r in pickle.load(open(data_copy / "synthref" / "refs(unc).p", "rb")) if r["split"] == "testA"]
+    last_image = max(r["image_id"] for r in refs)
+    victim = data_copy / "images" / f"synthref_{last_image:012d}.jpg"
+    saved = victim.read_bytes()
+    victim.unlink()
+    assert run([cfg], tmp_path) == 2
+    line = error_line(capsys)
+    assert f"image {last_image} not found" in line and "dataset.images" in line
+    (run_dir,) = (tmp_path / "results").iterdir()
+    kept = len((run_dir / "predictions.jsonl").read_text().splitlines())
+    assert kept > 0 and json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    victim.write_bytes(b"not a jpeg")
+    assert run([cfg], tmp_path) == 2
+    assert "unreadable" in error_line(capsys)
+    victim.write_bytes(saved)
+    assert run([cfg], tmp_path) == 0
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "complete" and record["sessions"][-1]["kept"] == kept
+    assert len(test_a["images"]) > 0
+
+
+def test_degenerate_and_empty_proposals(data_copy, tmp_path, capsys, write_config):
+    dets_path = data_copy / "dets" / "synthref_unc_dets.json"
+    dets = json.loads(dets_path.read_text())
+    refs = pickle.load(open(data_copy / "synthref" / "refs(unc).p", "rb"))
+    image = next(r["image_id"] for r in refs if r["split"] == "testA")
+    dets.append({"det_id": 10**6, "box": [5, 5, 0, 8], "image_id": image, "category_id": 1, "category_name": "circle", "score": 0.9})
+    dets_path.write_text(json.dumps(dets))
+    cfg = write_config(bench_yaml(data_copy, RANDOM))
+    assert run([cfg], tmp_path) == 2
+    line = error_line(capsys)
+    assert f"image {image} candidates" in line and "degenerate" in line
+    dets_path.write_text(json.dumps([d for d in dets if d["image_id"] != image]))
+    assert run([cfg, "--new"], tmp_path) == 2
+    assert f"image {image} " in error_line(capsys)
+    cfg = write_config(bench_yaml(data_copy, RANDOM, extra="protocol: {empty_proposals: miss}"), "miss.yaml")
+    assert run([cfg], tmp_path) == 0
+
+
+def test_hostile_pickle_through_the_cli(data_copy, tmp_path, capsys, write_config):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (data_copy / "synthref" / "refs(unc).p").write_bytes(pickle.dumps([Evil()]))
+    assert run([write_config(bench_yaml(data_copy, RANDOM))], tmp_path) == 2
+    captured = error_line(capsys)
+    assert "unsafe or corrupt refs pickle" in captured and "builtins.print" in captured
+
+
+def test_leaderboard_formats_and_corrupt_runs(synth_root, tmp_path, capsys, write_config):
+    assert run([write_config(bench_yaml(synth_root, RANDOM))], tmp_path) == 0
+    capsys.readouterr()
+    bad = tmp_path / "results" / "20990101-000000-broken-000000"
+    bad.mkdir()
+    (bad / "run.json").write_text("{ not json")
+    assert main(["leaderboard", "--results", str(tmp_path / "results"), "--format", "json"]) == 0
+    out = capsys.readouterr()
+    rows = json.loads(out.out)
+    assert "skipping 20990101-000000-broken-000000" in out.err
+    runs = [r for r in rows if r["source"] == "run"]
+    assert {r["method"] for r in runs} == {"random", "largest"}
+    assert all(r["dataset"] == "synthref/unc" and r["n"] > 0 for r in runs)
+    assert any(r["method"] == "MAttNet" and r["splits"]["testA"] == 81.14 for r in rows)
+    assert main(["leaderboard", "--results", str(tmp_path / "results"), "--format", "csv", "--benchmark", "tiny"]) == 0
+    csv_text = capsys.readouterr().out
+    assert csv_text.splitlines()[0].startswith("dataset,benchmark,method,testA,testB,overall")
+    assert "MAttNet" not in csv_text  # filtered to the synthref data set
+    assert main(["leaderboard", "--results", str(tmp_path / "results"), "--format", "markdown"]) == 0
+    assert "### refcoco/unc" in capsys.readouterr().out
+    assert main(["leaderboard", "--results", str(tmp_path / "results")]) == 0
+    table = capsys.readouterr().out
+    assert "synthref/unc: accuracy (%)" in table and "random" in table
+
+
+def test_subprocess_exit_code_and_no_traceback(tmp_path):
+    bad = tmp_path / "b.yaml"
+    bad.write_text("name: [unclosed\n")
+    proc = subprocess.run([sys.executable, "-m", "refbench", "run", str(bad)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "broken YAML" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "refbench", "--debug", "run", str(bad)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr

@@ -1,0 +1,163 @@
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from refbench import Box, RefbenchError
+from refbench.config import load_config
+from refbench.plugins import registry
+from refbench.results import Store, read_record
+from refbench.runner import run_benchmark
+
+from clip_shaded import ClipScorer, GreenShade, save_checkpoint
+from clip_shaded.train import load_train_config, plan_epoch, records_of, train
+
+from conftest import bench_yaml
+
+
+def test_green_shade_pixels():
+    image = Image.new("RGB", (20, 16), (100, 100, 100))
+    (view,) = GreenShade().render(image, [Box(4, 3, 10, 8)])
+    px = np.asarray(view).astype(int)
+    assert tuple(px[0, 0]) == (100, 100, 100)  # outside: untouched
+    assert tuple(px[3, 4]) == (50, 205, 50) and tuple(px[4, 5]) == (50, 205, 50)  # 2-px outline
+    assert tuple(px[10, 13]) == (50, 205, 50) and tuple(px[9, 12]) == (50, 205, 50)
+    assert tuple(px[5, 6]) == (75, 152, 75) or tuple(px[5, 6]) == (75, 153, 75)  # 0.5 * grey + 0.5 * green
+    assert tuple(px[11, 8]) == (100, 100, 100) and tuple(px[6, 14]) == (100, 100, 100)  # just outside
+    assert np.asarray(image).max() == 100  # the input is not modified
+    custom = GreenShade(GreenShade.Options(colour=(255, 0, 0), alpha=1.0, outline=0))
+    (red,) = custom.render(image, [Box(4, 3, 10, 8)])
+    assert tuple(np.asarray(red)[5, 6]) == (255, 0, 0)
+
+
+def test_fast_path_equals_exact_render_at_model_size():
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    boxes = [Box(3, 4, 10, 12), Box(20.4, 1.6, 9, 9), Box(0, 0, 32, 32)]
+    prompter = GreenShade()
+    exact = torch.stack([torch.from_numpy(np.array(v)).permute(2, 0, 1).float() / 255 for v in prompter.render(image, boxes)])
+    base = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
+    fast = prompter.render_tensor(base, boxes, scale=1.0)
+    assert fast.shape == exact.shape
+    assert (fast - exact).abs().max() <= 1 / 255 + 1e-6  # rounding to uint8 only
+
+
+def test_resized_views_stay_close_to_exact_views(synth_root):
+    exact = ClipScorer(ClipScorer.Options(arch="synth-rn"))
+    fast = ClipScorer(ClipScorer.Options(arch="synth-rn", views="resized"))
+    image = Image.open(next((synth_root / "images").glob("*.jpg"))).convert("RGB")
+    boxes = [Box(10, 12, 30, 25), Box(70.5, 40.2, 41, 50)]
+    a, b = exact.prepare(image, boxes, GreenShade()), fast.prepare(image, boxes, GreenShade())
+    assert a.shape == b.shape == (2, 3, 64, 64)
+    diff = (a - b).abs()
+    assert diff.mean() < 0.05 and diff.max() < 3  # interpolation at edges only (normalised units)
+    assert (a[0] - a[1]).abs().mean() > 5 * diff.mean()  # far smaller than the difference between two boxes
+
+
+@pytest.fixture(scope="module")
+def tiny_scorer():
+    return ClipScorer(ClipScorer.Options(arch="synth-rn", init_seed=5))
+
+
+def _logits(scorer, image, boxes, texts):
+    views = scorer.prepare(image, boxes, GreenShade())
+    with torch.inference_mode():
+        return scorer.logits(scorer.encode_texts(texts), scorer.encode_views(views))
+
+
+def test_checkpoint_round_trip_gives_identical_logits(tiny_scorer, tmp_path):
+    image = Image.new("RGB", (128, 128), (120, 90, 60))
+    boxes = [Box(10, 10, 30, 30), Box(60, 50, 40, 20)]
+    texts = ["left red circle", "the biggest blue square"]
+    before = _logits(tiny_scorer, image, boxes, texts)
+    save_checkpoint(tiny_scorer.model, tmp_path / "m.safetensors", "synth-rn", {"note": "test"})
+    loaded = ClipScorer(ClipScorer.Options(checkpoint=tmp_path / "m.safetensors"))  # arch read from the file
+    assert loaded.arch == "synth-rn" and loaded.checkpoint_meta["note"] == "test"
+    np.testing.assert_array_equal(before, _logits(loaded, image, boxes, texts))
+    torch.save({"state_dict": {f"module.{k}": v for k, v in tiny_scorer.model.state_dict().items()}}, tmp_path / "m.pt")
+    from_pt = ClipScorer(ClipScorer.Options(arch="synth-rn", checkpoint=tmp_path / "m.pt"))
+    np.testing.assert_array_equal(before, _logits(from_pt, image, boxes, texts))
+    assert not np.array_equal(before, _logits(ClipScorer(ClipScorer.Options(arch="synth-rn", init_seed=6)), image, boxes, texts))
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch pwned_by_checkpoint",))
+
+
+def test_checkpoints_are_loaded_safely(tmp_path, monkeypatch, tiny_scorer):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"state_dict": tiny_scorer.model.state_dict(), "evil": _Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(RefbenchError, match="cannot load checkpoint"):
+        ClipScorer(ClipScorer.Options(arch="synth-rn", checkpoint=tmp_path / "evil.pt"))
+    assert not (tmp_path / "pwned_by_checkpoint").exists()
+    save_checkpoint(tiny_scorer.model, tmp_path / "rn.safetensors", "synth-rn")
+    with pytest.raises(RefbenchError, match="is a 'synth-rn' model, not 'synth-vit'"):
+        ClipScorer(ClipScorer.Options(arch="synth-vit", checkpoint=tmp_path / "rn.safetensors"))
+    with pytest.raises(RefbenchError, match="did you mean 'synth-rn'"):
+        ClipScorer(ClipScorer.Options(arch="synth-rm"))
+
+
+def test_ensemble_of_one_member_equals_the_member(synth_root, tmp_path, write_config):
+    methods = """
+  - {id: clip, prompter: {plugin: green_shade}, scorer: {plugin: clip, arch: synth-rn, init_seed: 2}}
+  - {id: solo, combine: {plugin: mean_logits, of: [clip]}}
+"""
+    run = run_benchmark(load_config(write_config(bench_yaml(synth_root, methods))), Store(tmp_path / "r"))
+    rows = [json.loads(x) for x in run.journal_path.read_text().splitlines()]
+    by = {(r["method"], r["sent_id"]): r for r in rows}
+    for (method, sent), r in by.items():
+        if method == "solo":
+            assert r["chosen"] == by[("clip", sent)]["chosen"]
+            assert r["score"] == pytest.approx(by[("clip", sent)]["score"], abs=1e-4)
+    m = read_record(run.dir)["metrics"]
+    assert m["solo"]["accuracy"] == m["clip"]["accuracy"]
+
+
+def test_epoch_plans_follow_the_recipe(synth_root):
+    config = load_train_config(Path(__file__).parent.parent / "benchmarks" / "train" / "synthref_rn.yaml")
+    data = {**config.data.as_dict(), "root": synth_root, "images": synth_root / "images"}
+    items = list(registry().build("dataset", data, "data"))
+    records = records_of(items)
+    a, b = plan_epoch(items, records, config.recipe, 0), plan_epoch(items, records, config.recipe, 1)
+    assert a == plan_epoch(items, records, config.recipe, 0)  # deterministic
+    assert a != b  # candidates re-drawn each epoch
+    seen = [(rec, cands, t) for step in a for rec, cands, t in zip(step.records, step.candidates, step.targets)]
+    assert sorted((r.item, r.ref) for r, _, _ in seen) == sorted((r.item, r.ref) for r in records)  # each phrase once
+    for rec, cands, t in seen:
+        assert len(cands) == config.recipe.k and len(set(cands)) == len(cands) and cands[t] == rec.target
+    assert len({t for _, _, t in seen}) == config.recipe.k  # the truth is not always first
+
+
+def test_short_training_lowers_the_loss_and_beats_chance(synth_root, tmp_path):
+    text = (Path(__file__).parent.parent / "benchmarks" / "train" / "synthref_rn.yaml").read_text()
+    text = text.replace("data/synthref", str(synth_root)).replace("runs/synthref-rn", str(tmp_path / "out"))
+    config_path = tmp_path / "train.yaml"
+    config_path.write_text(text)
+    config = load_train_config(config_path)
+    config = config.model_copy(update={"recipe": config.recipe.model_copy(update={"epochs": 3, "batch_size": 32, "workers": 0,
+                                                                                   "threads": None, "lr": 2e-3})})
+    summary = train(config, quiet=True)
+    epochs = summary["epochs"]
+    assert epochs[-1]["loss"] < epochs[0]["loss"] < np.log(4) + 0.1
+    assert (tmp_path / "out" / "best.safetensors").is_file() and (tmp_path / "out" / "last.pt").is_file()
+    lines = (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    # the best checkpoint, evaluated as a benchmark method, beats chance on validation
+    bench = bench_yaml(synth_root, f"  - {{id: t, prompter: {{plugin: green_shade}}, scorer: {{plugin: clip, checkpoint: {tmp_path}/out/best.safetensors}}}}",
+                       splits="[val]")
+    (tmp_path / "b.yaml").write_text(bench)
+    m = read_record(run_benchmark(load_config(tmp_path / "b.yaml"), Store(tmp_path / "r")).dir)["metrics"]["t"]
+    assert m["accuracy"] == pytest.approx(summary["best_val_accuracy"])
+    assert m["accuracy"] > m["chance"] + 10
+    # resuming a finished training does no more epochs; a different config refuses the folder
+    again = train(config, quiet=True)
+    assert len(again["epochs"]) == 3
+    other = config.model_copy(update={"recipe": config.recipe.model_copy(update={"lr": 1e-4})})
+    with pytest.raises(RefbenchError, match="another config"):
+        train(other, quiet=True)

@@ -1,0 +1,73 @@
+import json
+import math
+
+import pytest
+
+from refbench.config import load_config
+from refbench.results import Store, read_record
+from refbench.runner import run_benchmark
+
+from conftest import bench_yaml
+
+BASELINES = """
+  - {id: random, scorer: {plugin: random, seed: 0}}
+  - {id: largest, scorer: {plugin: largest}}
+  - {id: oracle, scorer: {plugin: oracle}}
+  - {id: crop-random, prompter: {plugin: crop}, scorer: {plugin: random, seed: 1}}
+  - {id: mix, combine: {plugin: mean_logits, of: [random, largest], weights: [1, 0]}}
+"""
+
+
+def test_baselines_anchor_the_table(synth_root, tmp_path, write_config):
+    config = load_config(write_config(bench_yaml(synth_root, BASELINES, splits="[val, testA, testB]")))
+    run = run_benchmark(config, Store(tmp_path / "results"))
+    rec = read_record(run.dir)
+    m = rec["metrics"]
+    n = m["random"]["n"]
+    chance, acc = m["random"]["chance"], m["random"]["accuracy"]
+    # random lands within 3 standard errors of the expected chance accuracy
+    se = 100 * math.sqrt((chance / 100) * (1 - chance / 100) / n)
+    assert abs(acc - chance) < 3 * se + 1e-9
+    assert m["oracle"]["accuracy"] == m["oracle"]["upper_bound"] == m["random"]["upper_bound"]
+    assert m["oracle"]["upper_bound"] > 80  # detections mostly hit
+    assert m["mix"]["accuracy"] == m["random"]["accuracy"]  # weights [1, 0]: the ensemble is its member
+    assert set(m["random"]["splits"]) == {"val", "testA", "testB"}
+    lines = run.journal_path.read_text().splitlines()
+    assert len(lines) == 5 * n and len({(json.loads(x)["method"], json.loads(x)["sent_id"]) for x in lines}) == 5 * n
+    # provenance
+    assert rec["status"] == "complete" and rec["config_sha256"] == config.digest()
+    assert rec["protocol"]["rule"] == "IoU(chosen, truth) > 0.5" and rec["protocol"]["iou_convention"] == "refer"
+    assert {"refbench", "torch", "python"} <= set(rec["versions"])
+    assert rec["data"]["dataset"]["refs_sha256"] and rec["data"]["proposer"]["sha256"]
+    assert rec["config"]["methods"][0]["scorer"] == {"plugin": "random", "seed": 0}
+    assert "sha" in rec["git"]
+
+
+def test_gt_proposals_give_a_perfect_upper_bound(synth_root, tmp_path, write_config):
+    config = load_config(write_config(bench_yaml(synth_root, BASELINES, proposer="{plugin: gt}")))
+    m = read_record(run_benchmark(config, Store(tmp_path / "r")).dir)["metrics"]
+    assert m["oracle"]["accuracy"] == 100.0
+
+
+def test_torn_journal_line_is_dropped_and_the_run_resumed(synth_root, tmp_path, write_config):
+    config = load_config(write_config(bench_yaml(synth_root, BASELINES)))
+    full = read_record(run_benchmark(config, Store(tmp_path / "a")).dir)["metrics"]
+
+    store = Store(tmp_path / "b")
+    run = run_benchmark(config, store)
+    lines = run.journal_path.read_bytes().splitlines(keepends=True)
+    # simulate a crash: the record says running, the journal ends in a half-written line
+    rec = json.loads((run.dir / "run.json").read_text())
+    rec.update(status="running")
+    rec.pop("metrics")
+    (run.dir / "run.json").write_text(json.dumps(rec))
+    run.journal_path.write_bytes(b"".join(lines[: len(lines) // 3]) + lines[len(lines) // 3][:17])
+    resumed = run_benchmark(config, store)
+    assert resumed.dir == run.dir
+    again = read_record(resumed.dir)
+    assert again["metrics"] == full
+    assert len(again["sessions"]) == 2 and again["sessions"][1]["kept"] == len(lines) // 3
+    assert len(resumed.journal_path.read_text().splitlines()) == len(lines)
+    # a complete run is never reopened: the next run is a new folder
+    third = run_benchmark(config, store)
+    assert third.dir != run.dir and len(store.run_dirs()) == 2
