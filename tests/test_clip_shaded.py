@@ -53,9 +53,10 @@ def test_resized_views_stay_close_to_exact_views(synth_root):
     image = Image.open(next((synth_root / "images").glob("*.jpg"))).convert("RGB")
     boxes = [Box(10, 12, 30, 25), Box(70.5, 40.2, 41, 50)]
     a, b = exact.prepare(image, boxes, GreenShade()), fast.prepare(image, boxes, GreenShade())
-    assert a.shape == b.shape == (2, 3, 64, 64)
+    assert a.shape == b.shape == (2, 3, 64, 64) and a.dtype == b.dtype == torch.uint8
+    a, b = a.float(), b.float()
     diff = (a - b).abs()
-    assert diff.mean() < 0.05 and diff.max() < 3  # interpolation at edges only (normalised units)
+    assert diff.mean() < 1.5 and diff.max() < 80  # interpolation at the box edges only (0..255 units)
     assert (a[0] - a[1]).abs().mean() > 5 * diff.mean()  # far smaller than the difference between two boxes
 
 

@@ -273,7 +273,8 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
             t0, seen, views, losses = time.perf_counter(), 0, 0, []
             for batch in loader:
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                with scorer._autocast():
+                batch["views"] = scorer.model_input(batch["views"])
+                with scorer.autocast():
                     loss = step_loss(model, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

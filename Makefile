@@ -1,0 +1,29 @@
+# Two entry points: `make demo` (SynthRef benchmark + leaderboard) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+REFBENCH := $(VENV)/bin/refbench
+
+.PHONY: setup demo test clean-data
+
+setup: $(VENV)/.installed
+
+# torch/torchvision unpinned: pip takes the build this machine offers (CUDA or CPU).
+$(VENV)/.installed: pyproject.toml plugins/clip_shaded/pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch torchvision
+	$(PY) -m pip install --quiet -e '.[test]' -e plugins/clip_shaded
+	touch $@
+
+demo: setup
+	$(REFBENCH) synth data/synthref
+	$(REFBENCH) run benchmarks/synthref_testA.yaml
+	$(REFBENCH) run benchmarks/synthref+_testA.yaml
+	$(REFBENCH) leaderboard --benchmark synthref/unc --latest
+	$(REFBENCH) leaderboard --benchmark synthref+/unc --latest
+
+test: setup
+	$(PY) -m pytest -q
+
+clean-data:
+	rm -rf data/synthref

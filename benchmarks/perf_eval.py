@@ -1,0 +1,199 @@
+"""Evaluation throughput: refbench's runner against the phrase-at-a-time loop and the raw encoder.
+
+On a SynthRef split shaped like RefCOCO testA (750 images, ~7.5 phrases and ~10 candidates
+per image), for each model:
+  (a) the runner vs a phrase-at-a-time loop (same rendering, same model): speed ratio, and
+      the predictions must be identical;
+  (b) the runner's end-to-end views/s vs the raw encoder's views/s on pre-rendered tensors
+      at the same batch size: efficiency ratio (both view paths, 'exact' and 'resized', with
+      the resized path's agreement with the exact one);
+  (c) peak RSS of `refbench run` at 1x and 4x the images.
+
+    python benchmarks/perf_eval.py                  # CPU, the tiny ResNet and ViT CLIPs
+    python benchmarks/perf_eval.py --device cuda --arch ViT-B-32 --precision bf16 --batch-size 1024 --workers 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from refbench.config import load_config
+from refbench.results import Store, read_record
+from refbench.runner import build, load_image, run_benchmark
+from refbench.synth import SynthSpec, generate
+
+REPO = Path(__file__).resolve().parent.parent
+# RefCOCO testA: 750 images, 5,657 phrases; MAttNet's detections give ~10 boxes an image
+SHAPE = dict(objects=(6, 8), false_positives=(2, 4), sentences_per_ref=(1, 3))
+
+
+def dataset(root: Path, images: int) -> Path:
+    generate(root, SynthSpec(seed=1, images={"testA": images}, **SHAPE))
+    return root
+
+
+def config_text(root: Path, method: str, batch: int, workers: int) -> str:
+    return f"""
+name: perf
+dataset: {{plugin: refer, root: {root}, dataset: synthref, split_by: unc, splits: [testA], images: {root}/images}}
+proposer: {{plugin: detections, path: {root}/dets/synthref_unc_dets.json}}
+runner: {{batch_size: {batch}, workers: {workers}}}
+methods:
+  - {method}
+"""
+
+
+def method(args: argparse.Namespace, arch: str, views: str) -> str:
+    ckpt = REPO / "checkpoints" / "synthref" / f"{arch}.safetensors"
+    weights = f"checkpoint: {ckpt}" if ckpt.exists() and not args.random_init else f"arch: {arch}"
+    return (f"{{id: m, prompter: {{plugin: green_shade}}, scorer: {{plugin: clip, {weights}, device: {args.device}, "
+            f"precision: {args.precision}, views: {views}}}}}")
+
+
+def run_once(cfg_path: Path, results: Path) -> tuple[dict, list[dict]]:
+    run = run_benchmark(load_config(cfg_path), Store(results), fresh=True)
+    record = read_record(run.dir)
+    return record, [json.loads(x) for x in run.journal_path.read_text().splitlines()]
+
+
+def phrase_loop(cfg_path: Path, limit: int | None) -> tuple[float, dict[int, int], int]:
+    """The research code's shape: for every phrase, render and encode all its image's candidates."""
+    bench = build(load_config(cfg_path))
+    (m,) = bench.methods
+    scorer, prompter = m.scorer, m.prompter
+    items = list(bench.dataset)[:limit]
+    chosen: dict[int, int] = {}
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for item in items:
+            for ref in item.refs:
+                boxes = bench.proposer.propose(item)
+                views = scorer.prepare(load_image(item), boxes, prompter)
+                logits = scorer.logits(scorer.encode_texts([ref.text]), scorer.encode_views(views))
+                chosen[ref.sent_id] = int(np.argmax(logits[0]))
+    return time.perf_counter() - start, chosen, sum(len(i.refs) for i in items)
+
+
+def raw_encoder(cfg_path: Path, batch: int, views_wanted: int, repeats: int = 3) -> float:
+    """Views/s of encode_views alone on views prepared beforehand, at the runner's batch size."""
+    bench = build(load_config(cfg_path))
+    (m,) = bench.methods
+    prepared, n = [], 0
+    for item in bench.dataset:
+        boxes = bench.proposer.propose(item)
+        prepared.append(m.scorer.prepare(load_image(item), boxes, m.prompter))
+        n += len(boxes)
+        if n >= views_wanted:
+            break
+    views = torch.cat(prepared)
+    if m.scorer.device.type == "cuda":
+        views = views.pin_memory()
+    with torch.inference_mode():
+        m.scorer.encode_views(views[:batch])  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            if m.scorer.device.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            for i in range(0, len(views), batch):
+                m.scorer.encode_views(views[i : i + batch])
+            if m.scorer.device.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t)
+    return len(views) / best
+
+
+def peak_rss(cfg_path: Path, results: Path) -> float:
+    """Peak RSS (MiB) of a `refbench run` process, measured from a fresh parent."""
+    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL);"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "refbench", "run", str(cfg_path),
+                          "--results", str(results), "-q", "--new"], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=REPO / "data" / "perf")
+    p.add_argument("--images", type=int, default=750)
+    p.add_argument("--arch", nargs="+", default=["synth-rn", "synth-vit"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--loop-images", type=int, default=None, help="run the slow phrase loop on the first N images only")
+    p.add_argument("--raw-views", type=int, default=2048)
+    p.add_argument("--random-init", action="store_true", help="ignore shipped checkpoints (speed does not depend on weights)")
+    p.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c"])
+    args = p.parse_args()
+
+    root = dataset(args.data / f"x{args.images}", args.images)
+    tmp = Path(tempfile.mkdtemp(prefix="refbench-perf-"))
+    print(f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else os.cpu_count()} "
+          f"{'' if args.device.startswith('cuda') else 'CPUs'}), torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"batch {args.batch_size}, workers {args.workers}, precision {args.precision}")
+    report: dict = {}
+    for arch in args.arch:
+        cfgs = {}
+        for views in ("exact", "resized"):
+            cfgs[views] = tmp / f"{arch}-{views}.yaml"
+            cfgs[views].write_text(config_text(root, method(args, arch, views), args.batch_size, args.workers))
+        runs = {}
+        for views, cfg in cfgs.items():
+            record, rows = run_once(cfg, tmp / "results")
+            s = record["sessions"][0]
+            runs[views] = (record, rows)
+            print(f"[{arch}] runner, {views} views: {s['images']} images, {s['views']} views, "
+                  f"{record['metrics']['m']['n']} phrases in {s['wall_s']:.2f}s = {s['views'] / s['wall_s']:.0f} views/s; "
+                  f"accuracy {record['metrics']['m']['accuracy']:.2f}%")
+        exact_rec, exact_rows = runs["exact"]
+        fast_rec, fast_rows = runs["resized"]
+        agree = np.mean([a["chosen"] == b["chosen"] for a, b in zip(exact_rows, fast_rows)])
+        print(f"[{arch}] resized vs exact views: {100 * agree:.2f}% same choice, accuracy "
+              f"{fast_rec['metrics']['m']['accuracy']:.2f} vs {exact_rec['metrics']['m']['accuracy']:.2f}")
+        entry = {"views_agreement": agree}
+        if "a" not in args.skip:
+            loop_s, loop_chosen, loop_n = phrase_loop(cfgs["exact"], args.loop_images)
+            runner_chosen = {r["sent_id"]: r["chosen"] for r in exact_rows}
+            same = sum(runner_chosen[k] == v for k, v in loop_chosen.items())
+            runner_per_phrase = exact_rec["sessions"][0]["wall_s"] / len(exact_rows)
+            ratio = (loop_s / loop_n) / runner_per_phrase
+            print(f"[{arch}] (a) phrase-at-a-time loop: {loop_n} phrases in {loop_s:.1f}s; runner {ratio:.1f}x faster per phrase; "
+                  f"identical predictions: {same}/{loop_n}")
+            entry.update(speedup=ratio, identical=same == loop_n)
+        if "b" not in args.skip:
+            for views in ("exact", "resized"):
+                raw = raw_encoder(cfgs[views], args.batch_size, args.raw_views)
+                s = runs[views][0]["sessions"][0]
+                e2e = s["views"] / s["wall_s"]
+                print(f"[{arch}] (b) {views}: raw encoder {raw:.0f} views/s, end to end {e2e:.0f} views/s: efficiency {100 * e2e / raw:.1f}%")
+                entry[f"efficiency_{views}"] = e2e / raw
+        report[arch] = entry
+    if "c" not in args.skip:
+        arch = args.arch[0]
+        big = dataset(args.data / f"x{4 * args.images}", 4 * args.images)
+        rss = []
+        for r in (root, big):
+            cfg = tmp / f"rss-{r.name}.yaml"
+            cfg.write_text(config_text(r, method(args, arch, "resized"), args.batch_size, args.workers))
+            rss.append(peak_rss(cfg, tmp / "rss-results"))
+        print(f"(c) peak RSS of `refbench run` ({arch}): {args.images} images {rss[0]:.0f} MiB, {4 * args.images} images "
+              f"{rss[1]:.0f} MiB: {100 * (rss[1] / rss[0] - 1):+.1f}%")
+        report["rss_growth"] = rss[1] / rss[0] - 1
+    print("summary:", json.dumps(report, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
