@@ -162,15 +162,9 @@ class EmbeddingScorer(Scorer, ABC):
     def logits(self, text_features: Any, view_features: Any) -> np.ndarray:
         """``[n_texts, n_views]`` logits from features."""
 
-    @staticmethod
     @abstractmethod
-    def concat(prepared: Sequence[Any]) -> Any:
-        """Join several images' prepared views into one batch."""
-
-    @staticmethod
-    @abstractmethod
-    def count(prepared: Any) -> int:
-        """Number of views in a prepared batch."""
+    def concat(self, prepared: Sequence[Any]) -> Any:
+        """Join several images' prepared views into one batch for :meth:`encode_views`."""
 
     def score(self, request: ScoreRequest) -> np.ndarray:
         return self.logits(self.encode_texts(request.texts), self.encode_views(request.views))

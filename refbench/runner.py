@@ -112,10 +112,6 @@ class Prepared:
     views: dict[str, Any]
     error: RefbenchError | None = None
 
-    def pin_memory(self) -> "Prepared":  # called by DataLoader(pin_memory=True)
-        self.views = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in self.views.items()}
-        return self
-
 
 def prepare(item: ImageItem, proposer: Proposer, view_methods: Sequence[Method]) -> Prepared:
     try:
@@ -151,14 +147,15 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # workers render; the main process owns the cores for the model
 
 
-def prepared_stream(items: list[ImageItem], proposer: Proposer, methods: list[Method], workers: int,
-                    pin_memory: bool = False) -> Iterable[Prepared]:
+def prepared_stream(items: list[ImageItem], proposer: Proposer, methods: list[Method], workers: int) -> Iterable[Prepared]:
+    """Prepared images in order of ``items``' shards; pinning for the GPU is left to the scorer's ``concat``
+    (one copy into pinned memory per batch instead of one per image plus the batch copy)."""
     view_methods = [m for m in methods if m.uses_views]
     source = _Images(items, proposer, view_methods)
     if workers == 0 or not items:
         return iter(source)
     return torch.utils.data.DataLoader(source, batch_size=None, num_workers=min(workers, len(items)), collate_fn=_single,
-                                       worker_init_fn=_worker_init, prefetch_factor=4, pin_memory=pin_memory)
+                                       worker_init_fn=_worker_init, prefetch_factor=4)
 
 
 def chunks(stream: Iterable[Prepared], batch_size: int) -> Iterator[list[Prepared]]:
@@ -221,8 +218,7 @@ def judge_chunk(chunk: list[Prepared], logits: dict[str, list[np.ndarray | None]
 def predict(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig,
             done: set[tuple[str, int]] | None = None) -> Iterator[tuple[list[Prepared], list[dict[str, Any]]]]:
     """Stream ``(chunk of images, their prediction records)``; preparation overlaps scoring."""
-    cuda = any(str(getattr(m.scorer, "device", "cpu")).startswith("cuda") for m in methods)
-    stream = prepared_stream(items, proposer, methods, config.runner.workers, pin_memory=cuda)
+    stream = prepared_stream(items, proposer, methods, config.runner.workers)
     with torch.inference_mode():
         for chunk in chunks(stream, config.runner.batch_size):
             yield chunk, judge_chunk(chunk, score_chunk(chunk, methods), config, done or set())

@@ -32,40 +32,45 @@ class GreenShade(Prompter):
         outline: int = Field(2, ge=0, description="outline width in pixels, drawn inside the box")
 
     def render(self, image: Image.Image, boxes: Sequence[Box]) -> list[Image.Image]:
-        base = np.asarray(image.convert("RGB"), dtype=np.float32)
+        base = np.asarray(image.convert("RGB"))
         colour = np.asarray(self.options.colour, dtype=np.float32)
+        solid = colour.astype(np.uint8)
         a, t = self.options.alpha, self.options.outline
         h, w = base.shape[:2]
         views = []
         for b in boxes:
             x0, y0, x1, y1 = pixel_bounds(b, w, h)
             view = base.copy()
-            view[y0:y1, x0:x1] = view[y0:y1, x0:x1] * (1 - a) + colour * a
+            region = view[y0:y1, x0:x1]
+            region[:] = np.rint(region * (1 - a) + colour * a)  # only the box is touched
             if t:
-                view[y0 : min(y0 + t, y1), x0:x1] = colour
-                view[max(y1 - t, y0) : y1, x0:x1] = colour
-                view[y0:y1, x0 : min(x0 + t, x1)] = colour
-                view[y0:y1, max(x1 - t, x0) : x1] = colour
-            views.append(Image.fromarray(np.rint(view).astype(np.uint8)))
+                view[y0 : min(y0 + t, y1), x0:x1] = solid
+                view[max(y1 - t, y0) : y1, x0:x1] = solid
+                view[y0:y1, x0 : min(x0 + t, x1)] = solid
+                view[y0:y1, max(x1 - t, x0) : x1] = solid
+            views.append(Image.fromarray(view))
         return views
 
     def render_tensor(self, image: torch.Tensor, boxes: Sequence[Box], scale: float) -> torch.Tensor:
-        """Fast path: shade an image already resized to the model's input (``[3, H, W]``, 0..1).
+        """Fast path: shade an image already resized to the model's input (``[3, H, W]`` uint8).
 
         ``boxes`` are in the resized image's pixels; the outline shrinks by ``scale``
-        (resized / original). Differs from resizing an exact render by interpolation only.
+        (resized / original). Same arithmetic as :meth:`render`, so it differs from
+        resizing an exact render only by where the interpolation happens.
         """
         _, h, w = image.shape
-        n = len(boxes)
-        bounds = torch.tensor([pixel_bounds(b, w, h) for b in boxes], dtype=torch.int64).reshape(n, 4)
-        xs = torch.arange(w).view(1, 1, w)
-        ys = torch.arange(h).view(1, h, 1)
-        x0, y0, x1, y1 = (bounds[:, i].view(n, 1, 1) for i in range(4))
-        inside = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
-        t = max(1, round(self.options.outline * scale)) if self.options.outline else 0
-        ring = inside & ~((xs >= x0 + t) & (xs < x1 - t) & (ys >= y0 + t) & (ys < y1 - t)) if t else torch.zeros_like(inside)
-        colour = torch.tensor(self.options.colour, dtype=image.dtype).view(1, 3, 1, 1) / 255
+        views = image.unsqueeze(0).repeat(len(boxes), 1, 1, 1)
+        colour = torch.tensor(self.options.colour, dtype=torch.float32).view(3, 1, 1)
+        solid = colour.to(torch.uint8)
         a = self.options.alpha
-        views = image.unsqueeze(0).expand(n, -1, -1, -1)
-        shaded = torch.where(inside.unsqueeze(1), views * (1 - a) + colour * a, views)
-        return torch.where(ring.unsqueeze(1), colour.expand_as(shaded), shaded)
+        t = max(1, round(self.options.outline * scale)) if self.options.outline else 0
+        for view, b in zip(views, boxes):
+            x0, y0, x1, y1 = pixel_bounds(b, w, h)
+            region = view[:, y0:y1, x0:x1]
+            region.copy_((region.float() * (1 - a) + colour * a).round_())
+            if t:
+                view[:, y0 : min(y0 + t, y1), x0:x1] = solid
+                view[:, max(y1 - t, y0) : y1, x0:x1] = solid
+                view[:, y0:y1, x0 : min(x0 + t, x1)] = solid
+                view[:, y0:y1, max(x1 - t, x0) : x1] = solid
+        return views

@@ -154,6 +154,10 @@ class ClipScorer(EmbeddingScorer):
         ])
         self.mean = torch.tensor(cfg["mean"], device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(cfg["std"], device=self.device).view(1, 3, 1, 1) * 255
+        if self.device.type == "cuda":  # initialise CUDA, cuBLAS and cuDNN before any timing starts
+            with torch.inference_mode(), self.autocast():
+                self.model.encode_image(torch.zeros(2, 3, self.size, self.size, device=self.device))
+                self.model.encode_text(self.tokenize(["warm up"]).to(self.device))
 
     # ------------------------------------------------------------ preparation (workers)
 
@@ -166,31 +170,27 @@ class ClipScorer(EmbeddingScorer):
         render_tensor = getattr(prompter, "render_tensor", None)
         if render_tensor is None:
             raise RefbenchError(f"prompter {type(prompter).__name__} has no resized-tensor path", "use scorer views: exact")
-        base = pil_to_tensor(self.resize(image)).float() / 255
+        base = pil_to_tensor(self.resize(image))
         _, h, w = base.shape
         scale = max(self.size / image.width, self.size / image.height)  # Resize: shortest side -> size
         left = round((image.width * scale - w) / 2)
         top = round((image.height * scale - h) / 2)
         mapped = [Box(b.x * scale - left, b.y * scale - top, b.w * scale, b.h * scale) for b in boxes]
-        return render_tensor(base, mapped, scale).mul(255).round_().to(torch.uint8)
+        return render_tensor(base, mapped, scale)
 
     def model_input(self, views: torch.Tensor) -> torch.Tensor:
         """uint8 views (any device) -> normalised float on the model's device."""
         x = views.to(self.device, non_blocking=True).float()
         return (x - self.mean) / self.std
 
-    @staticmethod
-    def concat(prepared: Sequence[torch.Tensor]) -> torch.Tensor:
-        if len(prepared) == 1:
+    def concat(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
+        """One batch; on CUDA straight into pinned memory, so the copy to the GPU is asynchronous."""
+        cuda = self.device.type == "cuda"
+        if len(prepared) == 1 and not cuda:
             return prepared[0]
-        pinned = prepared[0].is_pinned()
         shape = (sum(p.shape[0] for p in prepared), *prepared[0].shape[1:])
-        out = torch.empty(shape, dtype=prepared[0].dtype, pin_memory=pinned)
+        out = torch.empty(shape, dtype=prepared[0].dtype, pin_memory=cuda)
         return torch.cat(list(prepared), out=out)
-
-    @staticmethod
-    def count(prepared: torch.Tensor) -> int:
-        return int(prepared.shape[0])
 
     # ------------------------------------------------------------ encoding (main process)
 

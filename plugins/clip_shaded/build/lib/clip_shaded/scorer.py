@@ -1,0 +1,235 @@
+"""The CLIP scorer: logits = logit_scale x cosine(phrase, prompted view), on open_clip."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import open_clip
+import torch
+from PIL import Image
+from pydantic import Field
+from torchvision import transforms
+from torchvision.transforms.functional import pil_to_tensor
+
+from refbench import Box, EmbeddingScorer, Options, Prompter, RefbenchError
+
+MODEL_CONFIGS = Path(__file__).parent / "model_configs"
+open_clip.add_model_config(MODEL_CONFIGS)  # tiny architectures that train on a CPU
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def save_checkpoint(model: torch.nn.Module, path: Path, arch: str, extra: dict[str, Any] | None = None) -> None:
+    """safetensors weights; the architecture and training facts go in the header."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {"arch": arch, "format": "refbench-clip-shaded/1", "info": json.dumps(extra or {}, sort_keys=True)}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights and metadata from ``.safetensors`` or a torch file loaded with ``weights_only``.
+
+    Never unpickles arbitrary objects: a checkpoint is data, not code.
+    """
+    if not path.is_file():
+        raise RefbenchError(f"checkpoint not found: {path}", "train one with `refbench train` or fix scorer.checkpoint")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+                state = {k: f.get_tensor(k) for k in f.keys()}
+            info = json.loads(meta.get("info", "{}"))
+            return state, {"arch": meta.get("arch"), **info}
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RefbenchError(f"cannot load checkpoint {path} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                            "use a .safetensors file or a torch state dict of tensors") from None
+    if isinstance(blob, dict) and "state_dict" in blob:
+        meta = {k: v for k, v in blob.items() if k in ("arch", "name", "epoch")}
+        blob = blob["state_dict"]
+    else:
+        meta = {}
+    if not isinstance(blob, dict) or not all(isinstance(v, torch.Tensor) for v in blob.values()):
+        raise RefbenchError(f"{path} holds no state dict of tensors", "save the model's state_dict()")
+    state = {k.removeprefix("module."): v for k, v in blob.items()}
+    meta.setdefault("arch", meta.pop("name", None))
+    return state, meta
+
+
+@contextlib.contextmanager
+def _quiet_open_clip() -> Any:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def build_model(arch: str | None, pretrained: str | None, checkpoint: Path | None, seed: int) -> tuple[torch.nn.Module, str, dict[str, Any]]:
+    """The one place models are made: open_clip architecture + (pretrained tag | local weights | seeded init)."""
+    meta: dict[str, Any] = {}
+    state = None
+    if checkpoint is not None:
+        state, meta = load_checkpoint(checkpoint)
+        if arch is None:
+            arch = meta.get("arch")
+        elif meta.get("arch") and meta["arch"] != arch:
+            raise RefbenchError(f"checkpoint {checkpoint} is a {meta['arch']!r} model, not {arch!r}",
+                                "drop scorer.arch or set it to the checkpoint's architecture")
+    if arch is None:
+        raise RefbenchError("scorer 'clip' needs an architecture", "set arch: (e.g. RN50x16, ViT-B-32, synth-rn)")
+    if arch not in open_clip.list_models():
+        import difflib
+
+        close = difflib.get_close_matches(arch, open_clip.list_models(), n=1)
+        raise RefbenchError(f"unknown open_clip architecture {arch!r}", f"did you mean {close[0]!r}?" if close else "see open_clip.list_models()")
+    torch.manual_seed(seed)
+    try:
+        with _quiet_open_clip():  # it warns that a model without a pretrained tag is randomly initialised
+            model = open_clip.create_model(arch, pretrained=pretrained if checkpoint is None else None)
+    except RuntimeError as exc:  # no network, unknown tag
+        raise RefbenchError(f"cannot load open_clip weights {arch}/{pretrained} ({str(exc).splitlines()[0][:200]})",
+                            "on a machine without internet, download them once elsewhere and pass scorer.checkpoint") from None
+    if state is not None:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise RefbenchError(f"checkpoint {checkpoint} does not fit {arch}: missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}",
+                                "check scorer.arch matches the checkpoint")
+    return model, arch, meta
+
+
+class ClipScorer(EmbeddingScorer):
+    """open_clip model scoring phrases against prompted views (cosine x logit scale)."""
+
+    class Options(Options):
+        arch: str | None = Field(None, description="open_clip architecture; read from the checkpoint when omitted")
+        pretrained: str | None = Field(None, description="open_clip pretrained tag, e.g. openai (needs internet once)")
+        checkpoint: Path | None = Field(None, description="local weights: .safetensors, or a torch state dict")
+        init_seed: int = Field(0, description="seed of the random init when no weights are given")
+        template: str = Field("{}", description="text template, e.g. 'a photo of {}'")
+        device: str = Field("auto", description="auto, cpu, cuda, cuda:1...")
+        precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+        batch_size: int | None = Field(None, ge=1, description="split encoder calls into this many views")
+        views: Literal["exact", "resized"] = Field(
+            "exact", description="exact: render on the full image, then preprocess; resized: preprocess once, shade the model-size tensor")
+        threads: int | None = Field(None, ge=1, description="torch CPU threads")
+
+    def __init__(self, options: Options) -> None:
+        super().__init__(options)
+        o = self.options
+        if o.pretrained and o.checkpoint:
+            raise RefbenchError("scorer 'clip' got both pretrained and checkpoint", "give one of them")
+        if "{}" not in o.template:
+            raise RefbenchError(f"scorer 'clip': template {o.template!r} has no '{{}}'", "write e.g. template: 'a photo of {}'")
+        if o.threads:
+            torch.set_num_threads(o.threads)
+        self.device = torch.device("cuda" if o.device == "auto" and torch.cuda.is_available() else ("cpu" if o.device == "auto" else o.device))
+        if o.precision != "fp32" and self.device.type != "cuda":
+            raise RefbenchError(f"precision {o.precision} needs a GPU", "use precision: fp32 on the CPU")
+        self.model, self.arch, self.checkpoint_meta = build_model(o.arch, o.pretrained, o.checkpoint, o.init_seed)
+        self.model.eval().to(self.device)
+        self.tokenizer = open_clip.get_tokenizer(self.arch)
+        cfg = open_clip.get_model_preprocess_cfg(self.model)
+        size = cfg["size"]
+        self.size = size if isinstance(size, int) else size[0]
+        # open_clip's eval transform (resize shortest side, centre crop). Views travel as uint8
+        # (4x less to copy from workers and to the GPU) and are normalised on the model's device.
+        self.resize = transforms.Compose([
+            transforms.Resize(self.size, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(self.size),
+        ])
+        self.mean = torch.tensor(cfg["mean"], device=self.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(cfg["std"], device=self.device).view(1, 3, 1, 1) * 255
+        if self.device.type == "cuda":  # initialise CUDA, cuBLAS and cuDNN before any timing starts
+            with torch.inference_mode(), self.autocast():
+                self.model.encode_image(torch.zeros(2, 3, self.size, self.size, device=self.device))
+                self.model.encode_text(self.tokenize(["warm up"]).to(self.device))
+
+    # ------------------------------------------------------------ preparation (workers)
+
+    def prepare(self, image: Image.Image, boxes: Sequence[Box], prompter: Prompter | None) -> torch.Tensor:
+        """``[len(boxes), 3, size, size]`` uint8 views."""
+        if prompter is None:
+            raise RefbenchError("scorer 'clip' needs a prompter", "add prompter: {plugin: green_shade}")
+        if self.options.views == "exact":
+            return torch.stack([pil_to_tensor(self.resize(v)) for v in prompter.render(image, boxes)])
+        render_tensor = getattr(prompter, "render_tensor", None)
+        if render_tensor is None:
+            raise RefbenchError(f"prompter {type(prompter).__name__} has no resized-tensor path", "use scorer views: exact")
+        base = pil_to_tensor(self.resize(image)).float() / 255
+        _, h, w = base.shape
+        scale = max(self.size / image.width, self.size / image.height)  # Resize: shortest side -> size
+        left = round((image.width * scale - w) / 2)
+        top = round((image.height * scale - h) / 2)
+        mapped = [Box(b.x * scale - left, b.y * scale - top, b.w * scale, b.h * scale) for b in boxes]
+        return render_tensor(base, mapped, scale).mul(255).round_().to(torch.uint8)
+
+    def model_input(self, views: torch.Tensor) -> torch.Tensor:
+        """uint8 views (any device) -> normalised float on the model's device."""
+        x = views.to(self.device, non_blocking=True).float()
+        return (x - self.mean) / self.std
+
+    @staticmethod
+    def concat(prepared: Sequence[torch.Tensor]) -> torch.Tensor:
+        if len(prepared) == 1:
+            return prepared[0]
+        pinned = prepared[0].is_pinned()
+        shape = (sum(p.shape[0] for p in prepared), *prepared[0].shape[1:])
+        out = torch.empty(shape, dtype=prepared[0].dtype, pin_memory=pinned)
+        return torch.cat(list(prepared), out=out)
+
+    @staticmethod
+    def count(prepared: torch.Tensor) -> int:
+        return int(prepared.shape[0])
+
+    # ------------------------------------------------------------ encoding (main process)
+
+    def autocast(self) -> Any:
+        if self.options.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.options.precision])
+
+    def encode_views(self, views: torch.Tensor) -> torch.Tensor:
+        step = self.options.batch_size or len(views)
+        with self.autocast():
+            feats = [self.model.encode_image(self.model_input(views[i : i + step]), normalize=True)
+                     for i in range(0, len(views), step)]
+        return torch.cat(feats).float()
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer([self.options.template.format(t) for t in texts])
+
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        with self.autocast():
+            return self.model.encode_text(self.tokenize(texts).to(self.device), normalize=True).float()
+
+    def logits(self, text_features: torch.Tensor, view_features: torch.Tensor) -> np.ndarray:
+        scale = self.model.logit_scale.exp().float()
+        return (scale * text_features @ view_features.T).cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        o = self.options
+        info: dict[str, Any] = {"arch": self.arch, "pretrained": o.pretrained, "device": str(self.device),
+                                "params": sum(p.numel() for p in self.model.parameters())}
+        if o.checkpoint is not None:
+            from refbench.builtins.datasets import sha256
+
+            info.update({"checkpoint": str(o.checkpoint), "checkpoint_sha256": sha256(o.checkpoint),
+                         "trained": self.checkpoint_meta})
+        elif not o.pretrained:
+            info["weights"] = f"random init, seed {o.init_seed}"
+        return info

@@ -1,0 +1,339 @@
+"""``refbench train CONFIG``: the fine-tuning recipe of the green-shading CLIP method.
+
+One record per phrase; its candidates are the image's annotated boxes. Every epoch each
+phrase draws K of them (the truth and K-1 others, re-drawn each epoch, order shuffled);
+the loss is cross-entropy over the K candidates' logits (logit_scale x cosine). AdamW,
+linear warmup then linear decay. After each epoch the model is validated under the
+benchmark protocol (detector proposals, all candidates); the best checkpoint is kept.
+
+With ``group_by_image`` (default) a step holds whole images: each distinct view is
+encoded once per step however many of the image's phrases drew it. The loss is the
+same sum over the same (phrase, candidates) draws; only the encoder work shrinks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from refbench import ImageItem, RefbenchError
+from refbench.config import BenchmarkConfig, ComponentSpec, ProtocolConfig, describe_errors
+from refbench.plugins import registry
+from refbench.results import package_versions, write_atomic
+from refbench.runner import Method, evaluate, load_image
+
+from .scorer import ClipScorer, save_checkpoint
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Recipe(_Strict):
+    k: int = Field(4, ge=2, description="candidates per phrase: the truth + k-1 others")
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1, description="phrases per step")
+    lr: float = Field(8e-6, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    warmup: float = Field(0.1, ge=0, lt=1, description="fraction of all steps spent warming up linearly")
+    grad_clip: float | None = Field(None, gt=0)
+    seed: int = 0
+    group_by_image: bool = Field(True, description="steps hold whole images, so shared views are encoded once")
+    freeze: list[str] = Field(default_factory=list, description="parameter-name prefixes kept fixed, e.g. token_embedding")
+    workers: int = Field(1, ge=0, description="background processes rendering views")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads")
+
+
+class Validation(_Strict):
+    dataset: ComponentSpec
+    proposer: ComponentSpec
+    protocol: ProtocolConfig = ProtocolConfig()
+    batch_size: int = 256
+
+
+class TrainConfig(_Strict):
+    name: str
+    model: dict[str, Any] = Field(description="options of the 'clip' scorer: arch, pretrained, checkpoint, init_seed, ...")
+    prompter: ComponentSpec = ComponentSpec(plugin="green_shade")
+    data: ComponentSpec = Field(description="a dataset plugin block selecting the training split")
+    validation: Validation
+    recipe: Recipe = Recipe()
+    output: Path
+
+    def digest(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def load_train_config(path: Path) -> TrainConfig:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RefbenchError(f"training config not found: {path}", "see benchmarks/train_synthref_rn.yaml") from None
+    except yaml.YAMLError as exc:
+        raise RefbenchError(f"{path}: broken YAML: {str(exc).splitlines()[0]}", "fix the syntax") from None
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise RefbenchError(f"{path}: " + "; ".join(describe_errors(exc)), "fix the fields named") from None
+
+
+# ---------------------------------------------------------------- sampling
+
+
+@dataclass(frozen=True)
+class Record:
+    item: int  # index into items
+    ref: int  # index into items[item].refs
+    target: int  # index of the truth among the image's annotations
+
+
+def records_of(items: list[ImageItem]) -> list[Record]:
+    out = []
+    for i, item in enumerate(items):
+        ann_index = {a.id: j for j, a in enumerate(item.annotations)}
+        if len(ann_index) < 2:
+            continue  # nothing to choose between
+        for r, ref in enumerate(item.refs):
+            if ref.ann_id in ann_index:
+                out.append(Record(i, r, ann_index[ref.ann_id]))
+    return out
+
+
+@dataclass(frozen=True)
+class Step:
+    """One optimiser step: phrases with their drawn candidates (annotation indices; truth at ``targets``)."""
+
+    records: tuple[Record, ...]
+    candidates: tuple[tuple[int, ...], ...]
+    targets: tuple[int, ...]
+
+
+def plan_epoch(items: list[ImageItem], records: list[Record], recipe: Recipe, epoch: int) -> list[Step]:
+    """Deterministic from (seed, epoch): which candidates every phrase sees, and the step order."""
+    rng = np.random.default_rng([recipe.seed, epoch])
+    draws = []
+    for rec in records:
+        n = len(items[rec.item].annotations)
+        others = [j for j in range(n) if j != rec.target]
+        picked = list(rng.choice(others, size=min(recipe.k - 1, len(others)), replace=False))
+        cands = [rec.target, *picked]
+        rng.shuffle(cands)
+        draws.append((rec, tuple(int(c) for c in cands), int(cands.index(rec.target))))
+    if recipe.group_by_image:
+        by_image: dict[int, list] = {}
+        for d in draws:
+            by_image.setdefault(d[0].item, []).append(d)
+        groups = [by_image[i] for i in rng.permutation(sorted(by_image))]
+        steps, current = [], []
+        for group in groups:
+            current.extend(group)
+            if len(current) >= recipe.batch_size:
+                steps.append(current)
+                current = []
+        if current:
+            steps.append(current)
+    else:
+        order = rng.permutation(len(draws))
+        steps = [[draws[i] for i in order[s : s + recipe.batch_size]] for s in range(0, len(order), recipe.batch_size)]
+    return [Step(tuple(d[0] for d in s), tuple(d[1] for d in s), tuple(d[2] for d in s)) for s in steps]
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Renders one step's views (each distinct (image, box) once) and tokenises its phrases."""
+
+    def __init__(self, items: list[ImageItem], steps: list[Step], scorer: ClipScorer, prompter: Any) -> None:
+        self.items, self.steps, self.scorer, self.prompter = items, steps, scorer, prompter
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        step = self.steps[index]
+        needed: dict[int, dict[int, int]] = {}  # item -> annotation -> row in the view batch
+        for rec, cands in zip(step.records, step.candidates):
+            needed.setdefault(rec.item, {}).update({c: 0 for c in cands})
+        views, row = [], 0
+        for item_index, anns in needed.items():
+            item = self.items[item_index]
+            order = sorted(anns)
+            for a in order:
+                anns[a] = row
+                row += 1
+            views.append(self.scorer.prepare(load_image(item), [item.annotations[a].box for a in order], self.prompter))
+        rows = torch.tensor([[needed[rec.item][c] for c in cands] for rec, cands in zip(step.records, step.candidates)])
+        texts = [self.items[rec.item].refs[rec.ref].text for rec in step.records]
+        return {"views": torch.cat(views), "tokens": self.scorer.tokenize(texts), "rows": rows,
+                "targets": torch.tensor(step.targets)}
+
+
+def step_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy over each phrase's K candidates: logit_scale x cos(phrase, view)."""
+    view_feats = model.encode_image(batch["views"], normalize=True)
+    text_feats = model.encode_text(batch["tokens"], normalize=True)
+    sims = model.logit_scale.exp() * text_feats @ view_feats.T  # [phrases, distinct views]
+    logits = sims.gather(1, batch["rows"])  # [phrases, K]
+    return torch.nn.functional.cross_entropy(logits, batch["targets"])
+
+
+def lr_lambda(total: int, warmup: int):
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return f
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train(config: TrainConfig, console: Console | None = None, restart: bool = False, quiet: bool = False) -> dict[str, Any]:
+    console = console or Console(stderr=True)
+    recipe = config.recipe
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    torch.manual_seed(recipe.seed)
+    reg = registry()
+    scorer = reg.build("scorer", {"plugin": "clip", **config.model}, "model")
+    if not isinstance(scorer, ClipScorer):  # pragma: no cover - 'clip' is ours
+        raise RefbenchError("model must be the clip scorer", "")
+    prompter = reg.build("prompter", config.prompter.as_dict(), "prompter")
+    items = list(reg.build("dataset", config.data.as_dict(), "data"))
+    records = records_of(items)
+    if not records:
+        raise RefbenchError("no trainable phrase (each needs an image with 2+ annotated boxes)", "check data.splits")
+    val_bench = BenchmarkConfig(name=f"{config.name}-val", dataset=config.validation.dataset, proposer=config.validation.proposer,
+                                protocol=config.validation.protocol, methods=[{"id": config.name, "scorer": {"plugin": "clip"}}],
+                                runner={"batch_size": config.validation.batch_size, "workers": recipe.workers})
+    val_items = list(reg.build("dataset", config.validation.dataset.as_dict(), "validation.dataset"))
+    val_proposer = reg.build("proposer", config.validation.proposer.as_dict(), "validation.proposer")
+    method = Method(config.name, scorer=scorer, prompter=prompter)
+
+    model = scorer.model
+    device = scorer.device
+    plans = [plan_epoch(items, records, recipe, e) for e in range(recipe.epochs)]
+    total = sum(len(p) for p in plans)
+    decay, no_decay = [], []
+    frozen = [n for n, p in model.named_parameters() if any(n.startswith(f) for f in recipe.freeze)]
+    if recipe.freeze and not frozen:
+        raise RefbenchError(f"recipe.freeze {recipe.freeze} matches no parameter", "use names from model.named_parameters()")
+    for name, p in model.named_parameters():
+        if name in frozen:
+            p.requires_grad_(False)
+            continue
+        (no_decay if p.ndim < 2 or "logit_scale" in name or "positional_embedding" in name else decay).append(p)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr, betas=recipe.betas, eps=recipe.eps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, int(recipe.warmup * total)))
+
+    out = config.output
+    out.mkdir(parents=True, exist_ok=True)
+    last, metrics_path = out / "last.pt", out / "metrics.jsonl"
+    state = {"epoch": 0, "best": -1.0, "best_epoch": None, "history": []}
+    if last.exists() and not restart:
+        blob = torch.load(last, map_location="cpu", weights_only=True)
+        if blob.get("digest") != config.digest():
+            raise RefbenchError(f"{out} holds a training run of another config",
+                                "pick another output folder, or pass --restart to start over there")
+        model.load_state_dict(blob["model"])
+        optimizer.load_state_dict(blob["optimizer"])
+        scheduler.load_state_dict(blob["scheduler"])
+        state = json.loads(blob["state"])
+        console.print(f"[yellow]resuming {config.name} after epoch {state['epoch']}")
+    write_atomic(out / "config.json", json.dumps({"config": config.model_dump(mode="json"), "digest": config.digest(),
+                                                  "versions": package_versions(["refbench-clip-shaded"])}, indent=1))
+
+    start_all = time.perf_counter()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet) as bar:
+        for epoch in range(state["epoch"], recipe.epochs):
+            steps = plans[epoch]
+            task = bar.add_task(f"{config.name} epoch {epoch + 1}/{recipe.epochs}", total=len(steps), loss=float("nan"))
+            loader = torch.utils.data.DataLoader(
+                StepBatches(items, steps, scorer, prompter), batch_size=None, shuffle=False, num_workers=recipe.workers,
+                prefetch_factor=4 if recipe.workers else None, pin_memory=device.type == "cuda",
+                worker_init_fn=_one_thread if recipe.workers else None)
+            model.train()
+            t0, seen, views, losses = time.perf_counter(), 0, 0, []
+            for batch in loader:
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                batch["views"] = scorer.model_input(batch["views"])
+                with scorer.autocast():
+                    loss = step_loss(model, batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if recipe.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                with torch.no_grad():  # CLIP's clamp: logit scale at most 100
+                    model.logit_scale.clamp_(0, math.log(100))
+                losses.append(loss.item())
+                seen += len(batch["targets"])
+                views += len(batch["views"])
+                bar.update(task, advance=1, loss=float(np.mean(losses[-20:])))
+            train_s = time.perf_counter() - t0
+            model.eval()
+            t1 = time.perf_counter()
+            val = evaluate(val_items, val_proposer, [method], val_bench)[config.name]
+            entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "phrases": seen, "views": views,
+                     "phrases_per_s": round(seen / train_s, 1), "views_per_s": round(views / train_s, 1),
+                     "train_s": round(train_s, 1), "val_s": round(time.perf_counter() - t1, 1),
+                     "val_accuracy": val["accuracy"], "val_upper_bound": val["upper_bound"],
+                     "val_phrase_types": {t: round(v["accuracy"], 2) for t, v in val["phrase_types"].items()},
+                     "lr": scheduler.get_last_lr()[0]}
+            state["history"].append(entry)
+            with metrics_path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+            console.print(f"epoch {epoch + 1}: loss {entry['loss']:.4f}, val {val['accuracy']:.2f}% "
+                          f"(upper bound {val['upper_bound']:.2f}), {entry['phrases_per_s']} phrases/s")
+            if val["accuracy"] > state["best"]:
+                state.update(best=val["accuracy"], best_epoch=epoch + 1)
+                save_checkpoint(model, out / "best.safetensors", scorer.arch,
+                                {"train_config": config.model_dump(mode="json"), "epoch": epoch + 1,
+                                 "val_accuracy": val["accuracy"], "val_phrase_types": entry["val_phrase_types"]})
+            state["epoch"] = epoch + 1
+            tmp = last.with_name(".last.pt.tmp")
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "state": json.dumps(state), "digest": config.digest()}, tmp)
+            tmp.replace(last)
+    summary = {"name": config.name, "best_val_accuracy": state["best"], "best_epoch": state["best_epoch"],
+               "epochs": state["history"], "wall_s_this_session": round(time.perf_counter() - start_all, 1),
+               "checkpoint": str(out / "best.safetensors")}
+    write_atomic(out / "train.json", json.dumps(summary, indent=1))
+    return summary
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="fine-tune CLIP with the green-shading recipe (clip_shaded plugin)")
+    p.add_argument("config", type=Path)
+    p.add_argument("--restart", action="store_true", help="ignore a previous checkpoint in the output folder")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(handler=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    summary = train(load_train_config(args.config), restart=args.restart, quiet=args.quiet)
+    Console().print(f"best validation accuracy {summary['best_val_accuracy']:.2f}% (epoch {summary['best_epoch']}); "
+                    f"checkpoint {summary['checkpoint']}")
+    return 0
