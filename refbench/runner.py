@@ -62,6 +62,8 @@ def build(config: BenchmarkConfig, reg: Registry | None = None) -> Bench:
                            "package": info.package, "version": info.version})
         return reg.build(kind, spec.as_dict(), where)
 
+    dataset = make("dataset", config.dataset, "dataset")  # missing data is reported before models load
+    proposer = make("proposer", config.proposer, "proposer")
     methods: list[Method] = []
     for i, m in enumerate(config.methods):
         where = f"methods[{i}] ({m.id})"
@@ -80,8 +82,6 @@ def build(config: BenchmarkConfig, reg: Registry | None = None) -> Bench:
             raise RefbenchError(f"{where}: scorer {m.scorer.plugin!r} looks at views and needs a prompter",
                                 "add e.g. prompter: {plugin: green_shade}")
         methods.append(Method(m.id, scorer=scorer, prompter=prompter))
-    dataset = make("dataset", config.dataset, "dataset")
-    proposer = make("proposer", config.proposer, "proposer")
     return Bench(config, dataset, proposer, methods, components)
 
 

@@ -132,6 +132,14 @@ def test_epoch_plans_follow_the_recipe(synth_root):
     for rec, cands, t in seen:
         assert len(cands) == config.recipe.k and len(set(cands)) == len(cands) and cands[t] == rec.target
     assert len({t for _, _, t in seen}) == config.recipe.k  # the truth is not always first
+    hard = config.recipe.model_copy(update={"same_category": 1.0, "oversample": {"location": 2}})
+    hard_plan = [(r, c) for step in plan_epoch(items, records, hard, 0) for r, c in zip(step.records, step.candidates)]
+    n_location = sum(items[r.item].refs[r.ref].phrase_type == "location" for r in records)
+    assert len(hard_plan) == len(records) + n_location
+    for rec, cands in hard_plan:
+        anns = items[rec.item].annotations
+        peers = [j for j, a in enumerate(anns) if j != rec.target and a.category == anns[rec.target].category]
+        assert sum(c in peers for c in cands) == min(len(peers), config.recipe.k - 1)
 
 
 def test_short_training_lowers_the_loss_and_beats_chance(synth_root, tmp_path):

@@ -43,6 +43,11 @@ class _Strict(BaseModel):
 
 class Recipe(_Strict):
     k: int = Field(4, ge=2, description="candidates per phrase: the truth + k-1 others")
+    same_category: float = Field(0.0, ge=0, le=1, description=(
+        "probability that the k-1 others are drawn from the truth's category first (hard negatives, "
+        "as MAttNet samples same-type distractors); 0 = uniformly, as the original recipe"))
+    oversample: dict[str, int] = Field(default_factory=dict, description=(
+        "phrase type -> times each such phrase is drawn per epoch (a curriculum knob; default once)"))
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(64, ge=1, description="phrases per step")
     lr: float = Field(8e-6, gt=0)
@@ -128,10 +133,16 @@ def plan_epoch(items: list[ImageItem], records: list[Record], recipe: Recipe, ep
     """Deterministic from (seed, epoch): which candidates every phrase sees, and the step order."""
     rng = np.random.default_rng([recipe.seed, epoch])
     draws = []
-    for rec in records:
-        n = len(items[rec.item].annotations)
-        others = [j for j in range(n) if j != rec.target]
-        picked = list(rng.choice(others, size=min(recipe.k - 1, len(others)), replace=False))
+    expanded = [rec for rec in records
+                for _ in range(recipe.oversample.get(items[rec.item].refs[rec.ref].phrase_type, 1))]
+    for rec in expanded:
+        anns = items[rec.item].annotations
+        others = [j for j in range(len(anns)) if j != rec.target]
+        order = list(rng.permutation(others))
+        if recipe.same_category and rng.random() < recipe.same_category:
+            category = anns[rec.target].category
+            order.sort(key=lambda j: anns[j].category != category)  # stable: same category first, shuffled
+        picked = order[: recipe.k - 1]
         cands = [rec.target, *picked]
         rng.shuffle(cands)
         draws.append((rec, tuple(int(c) for c in cands), int(cands.index(rec.target))))
@@ -307,7 +318,8 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
                 state.update(best=val["accuracy"], best_epoch=epoch + 1)
                 save_checkpoint(model, out / "best.safetensors", scorer.arch,
                                 {"train_config": config.model_dump(mode="json"), "epoch": epoch + 1,
-                                 "val_accuracy": val["accuracy"], "val_phrase_types": entry["val_phrase_types"]})
+                                 "val_accuracy": val["accuracy"], "val_phrase_types": entry["val_phrase_types"],
+                                 "initialised_from": scorer.checkpoint_meta or None})
             state["epoch"] = epoch + 1
             tmp = last.with_name(".last.pt.tmp")
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),

@@ -1,0 +1,48 @@
+"""Every shipped benchmark and training YAML is valid, and real-data ones say what is missing."""
+
+from pathlib import Path
+
+import pytest
+
+from refbench.config import load_config
+from refbench.cli import main
+from refbench.plugins import registry
+
+from clip_shaded.train import load_train_config
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def check_options(kind: str, spec) -> None:
+    options = spec.as_dict()
+    cls = registry().info(kind, options.pop("plugin")).cls
+    cls.Options(**options)
+
+
+@pytest.mark.parametrize("path", sorted(BENCHMARKS.glob("*.yaml")), ids=lambda p: p.name)
+def test_benchmark_yaml_is_valid(path):
+    config = load_config(path)
+    check_options("dataset", config.dataset)
+    check_options("proposer", config.proposer)
+    for m in config.methods:
+        if m.scorer:
+            check_options("scorer", m.scorer)
+        if m.prompter:
+            check_options("prompter", m.prompter)
+        if m.combine:
+            check_options("combinator", m.combine)
+
+
+@pytest.mark.parametrize("path", sorted((BENCHMARKS / "train").glob("*.yaml")), ids=lambda p: p.name)
+def test_training_yaml_is_valid(path):
+    config = load_train_config(path)
+    check_options("dataset", config.data)
+    check_options("prompter", config.prompter)
+    assert config.recipe.k == 4
+
+
+def test_real_data_config_names_the_missing_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", str(BENCHMARKS / "refcoco_testA.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "refcoco data not found: data/refer/refcoco/refs(unc).p is missing" in err and "README" in err
