@@ -21,7 +21,7 @@ def sha256(path: Path) -> str:
 
 
 class ReferDataset(Dataset):
-    """Reads ``<root>/<dataset>/refs(<split_by>).p`` + ``instances.json`` and the image folder."""
+    """RefCOCO-family data in refer's layout: refs pickle, instances.json, image folder."""
 
     class Options(Options):
         root: Path = Field(description="folder holding <dataset>/refs(<split_by>).p")

@@ -12,7 +12,7 @@ from ..interfaces import Options, Prompter
 
 
 class CropPrompter(Prompter):
-    """Each view is the box's crop, grown by ``context`` of its size on every side."""
+    """Each view is the box's crop, grown on every side by a fraction of its size."""
 
     class Options(Options):
         context: float = Field(0.0, ge=0, description="fraction of the box added on each side")

@@ -24,7 +24,7 @@ def pixel_bounds(b: Box, width: int, height: int) -> tuple[int, int, int, int]:
 
 
 class GreenShade(Prompter):
-    """Fills the box with a colour at ``alpha`` and outlines it (default limegreen, 0.5, 2 px)."""
+    """Fills the box with a colour at an opacity and outlines it (default limegreen, 0.5, 2 px)."""
 
     class Options(Options):
         colour: tuple[int, int, int] = Field(LIMEGREEN, description="RGB of fill and outline")
