@@ -190,10 +190,11 @@ def score_chunk(chunk: list[Prepared], methods: list[Method]) -> dict[str, list[
             s = m.scorer
             view_feats = s.encode_views(s.concat([chunk[i].views[m.id] for i in live]))
             text_feats = s.encode_texts([r.text for i in live for r in chunk[i].item.refs])
+            every = s.logits(text_feats, view_feats)  # one product for the chunk; each image takes its block
             v = t = 0
             for i in live:
                 nv, nt = len(chunk[i].boxes), len(chunk[i].item.refs)
-                logits[i] = s.logits(text_feats[t : t + nt], view_feats[v : v + nv])
+                logits[i] = every[t : t + nt, v : v + nv]
                 v, t = v + nv, t + nt
         elif m.scorer is not None:
             for i in live:
