@@ -150,8 +150,11 @@ def test_short_training_lowers_the_loss_and_beats_chance(synth_root, tmp_path):
     config = load_train_config(config_path)
     config = config.model_copy(update={"recipe": config.recipe.model_copy(update={"epochs": 3, "batch_size": 32, "workers": 0,
                                                                                    "threads": None, "lr": 2e-3})})
-    summary = train(config, quiet=True)
+    first = train(config, quiet=True, until_epoch=2)  # a session stopped early ...
+    assert [e["epoch"] for e in first["epochs"]] == [1, 2]
+    summary = train(config, quiet=True)  # ... is continued from last.pt by the next one
     epochs = summary["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3] and epochs[:2] == first["epochs"]
     assert epochs[-1]["loss"] < epochs[0]["loss"] < np.log(4) + 0.1
     assert (tmp_path / "out" / "best.safetensors").is_file() and (tmp_path / "out" / "last.pt").is_file()
     lines = (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()

@@ -214,7 +214,9 @@ def lr_lambda(total: int, warmup: int):
 # ---------------------------------------------------------------- the loop
 
 
-def train(config: TrainConfig, console: Console | None = None, restart: bool = False, quiet: bool = False) -> dict[str, Any]:
+def train(config: TrainConfig, console: Console | None = None, restart: bool = False, quiet: bool = False,
+          until_epoch: int | None = None) -> dict[str, Any]:
+    """Train (or continue) to the end of the schedule, or only up to ``until_epoch`` of it."""
     console = console or Console(stderr=True)
     recipe = config.recipe
     if recipe.threads:
@@ -273,7 +275,7 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
     start_all = time.perf_counter()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet) as bar:
-        for epoch in range(state["epoch"], recipe.epochs):
+        for epoch in range(state["epoch"], min(recipe.epochs, until_epoch or recipe.epochs)):
             steps = plans[epoch]
             task = bar.add_task(f"{config.name} epoch {epoch + 1}/{recipe.epochs}", total=len(steps), loss=float("nan"))
             loader = torch.utils.data.DataLoader(
@@ -340,12 +342,13 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="fine-tune CLIP with the green-shading recipe (clip_shaded plugin)")
     p.add_argument("config", type=Path)
     p.add_argument("--restart", action="store_true", help="ignore a previous checkpoint in the output folder")
+    p.add_argument("--until-epoch", type=int, metavar="N", help="stop after epoch N of the schedule (rerun without it to go on)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(handler=_cmd_train)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    summary = train(load_train_config(args.config), restart=args.restart, quiet=args.quiet)
+    summary = train(load_train_config(args.config), restart=args.restart, quiet=args.quiet, until_epoch=args.until_epoch)
     Console().print(f"best validation accuracy {summary['best_val_accuracy']:.2f}% (epoch {summary['best_epoch']}); "
                     f"checkpoint {summary['checkpoint']}")
     return 0
