@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 from pydantic import Field
 
@@ -33,44 +32,39 @@ class GreenShade(Prompter):
 
     def render(self, image: Image.Image, boxes: Sequence[Box]) -> list[Image.Image]:
         base = np.asarray(image.convert("RGB"))
-        colour = np.asarray(self.options.colour, dtype=np.float32)
-        solid = colour.astype(np.uint8)
-        a, t = self.options.alpha, self.options.outline
         h, w = base.shape[:2]
         views = []
         for b in boxes:
-            x0, y0, x1, y1 = pixel_bounds(b, w, h)
             view = base.copy()
-            region = view[y0:y1, x0:x1]
-            region[:] = np.rint(region * (1 - a) + colour * a)  # only the box is touched
-            if t:
-                view[y0 : min(y0 + t, y1), x0:x1] = solid
-                view[max(y1 - t, y0) : y1, x0:x1] = solid
-                view[y0:y1, x0 : min(x0 + t, x1)] = solid
-                view[y0:y1, max(x1 - t, x0) : x1] = solid
+            self._shade(view, pixel_bounds(b, w, h), self.options.outline)
             views.append(Image.fromarray(view))
         return views
 
-    def render_tensor(self, image: torch.Tensor, boxes: Sequence[Box], scale: float) -> torch.Tensor:
-        """Fast path: shade an image already resized to the model's input (``[3, H, W]`` uint8).
+    def render_array(self, image: np.ndarray, boxes: Sequence[Box], scale: float, out: np.ndarray | None = None) -> np.ndarray:
+        """Fast path: shade an image already resized to the model's input (``H x W x 3`` uint8).
 
-        ``boxes`` are in the resized image's pixels; the outline shrinks by ``scale``
-        (resized / original). Same arithmetic as :meth:`render`, so it differs from
-        resizing an exact render only by where the interpolation happens.
+        Returns ``[len(boxes), H, W, 3]`` (into ``out`` if given). ``boxes`` are in the
+        resized image's pixels and the outline shrinks by ``scale`` (resized / original):
+        the same arithmetic as :meth:`render`, with the resize done before instead of after.
         """
-        _, h, w = image.shape
-        views = image.unsqueeze(0).repeat(len(boxes), 1, 1, 1)
-        colour = torch.tensor(self.options.colour, dtype=torch.float32).view(3, 1, 1)
-        solid = colour.to(torch.uint8)
-        a = self.options.alpha
+        h, w = image.shape[:2]
+        views = np.empty((len(boxes), h, w, 3), dtype=np.uint8) if out is None else out
+        views[:] = image
         t = max(1, round(self.options.outline * scale)) if self.options.outline else 0
         for view, b in zip(views, boxes):
-            x0, y0, x1, y1 = pixel_bounds(b, w, h)
-            region = view[:, y0:y1, x0:x1]
-            region.copy_((region.float() * (1 - a) + colour * a).round_())
-            if t:
-                view[:, y0 : min(y0 + t, y1), x0:x1] = solid
-                view[:, max(y1 - t, y0) : y1, x0:x1] = solid
-                view[:, y0:y1, x0 : min(x0 + t, x1)] = solid
-                view[:, y0:y1, max(x1 - t, x0) : x1] = solid
+            self._shade(view, pixel_bounds(b, w, h), t)
         return views
+
+    def _shade(self, view: np.ndarray, bounds: tuple[int, int, int, int], t: int) -> None:
+        """Blend the box into ``view`` (H x W x 3 uint8, in place) and draw a ``t``-pixel outline inside it."""
+        x0, y0, x1, y1 = bounds
+        a = self.options.alpha
+        colour = np.asarray(self.options.colour, dtype=np.float32)
+        region = view[y0:y1, x0:x1]
+        region[:] = np.rint(region * (1 - a) + colour * a)  # only the box is touched
+        if t:
+            solid = colour.astype(np.uint8)
+            view[y0 : min(y0 + t, y1), x0:x1] = solid
+            view[max(y1 - t, y0) : y1, x0:x1] = solid
+            view[y0:y1, x0 : min(x0 + t, x1)] = solid
+            view[y0:y1, max(x1 - t, x0) : x1] = solid

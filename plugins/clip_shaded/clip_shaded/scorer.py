@@ -14,7 +14,6 @@ import torch
 from PIL import Image
 from pydantic import Field
 from torchvision import transforms
-from torchvision.transforms.functional import pil_to_tensor
 
 from refbench import Box, EmbeddingScorer, Options, Prompter, RefbenchError
 
@@ -162,25 +161,28 @@ class ClipScorer(EmbeddingScorer):
     # ------------------------------------------------------------ preparation (workers)
 
     def prepare(self, image: Image.Image, boxes: Sequence[Box], prompter: Prompter | None) -> torch.Tensor:
-        """``[len(boxes), 3, size, size]`` uint8 views."""
+        """``[len(boxes), 3, size, size]`` uint8 views (channels-last in memory, as images decode)."""
         if prompter is None:
             raise RefbenchError("scorer 'clip' needs a prompter", "add prompter: {plugin: green_shade}")
+        out = torch.empty((len(boxes), self.size, self.size, 3), dtype=torch.uint8)
+        array = out.numpy()
         if self.options.views == "exact":
-            return torch.stack([pil_to_tensor(self.resize(v)) for v in prompter.render(image, boxes)])
-        render_tensor = getattr(prompter, "render_tensor", None)
-        if render_tensor is None:
-            raise RefbenchError(f"prompter {type(prompter).__name__} has no resized-tensor path", "use scorer views: exact")
-        base = pil_to_tensor(self.resize(image))
-        _, h, w = base.shape
-        scale = max(self.size / image.width, self.size / image.height)  # Resize: shortest side -> size
-        left = round((image.width * scale - w) / 2)
-        top = round((image.height * scale - h) / 2)
-        mapped = [Box(b.x * scale - left, b.y * scale - top, b.w * scale, b.h * scale) for b in boxes]
-        return render_tensor(base, mapped, scale)
+            for i, view in enumerate(prompter.render(image, boxes)):
+                array[i] = np.asarray(self.resize(view))
+        else:
+            render_array = getattr(prompter, "render_array", None)
+            if render_array is None:
+                raise RefbenchError(f"prompter {type(prompter).__name__} has no resized path", "use scorer views: exact")
+            scale = max(self.size / image.width, self.size / image.height)  # Resize: shortest side -> size
+            left = round((image.width * scale - self.size) / 2)
+            top = round((image.height * scale - self.size) / 2)
+            mapped = [Box(b.x * scale - left, b.y * scale - top, b.w * scale, b.h * scale) for b in boxes]
+            render_array(np.asarray(self.resize(image)), mapped, scale, out=array)
+        return out.permute(0, 3, 1, 2)
 
     def model_input(self, views: torch.Tensor) -> torch.Tensor:
-        """uint8 views (any device) -> normalised float on the model's device."""
-        x = views.to(self.device, non_blocking=True).float()
+        """uint8 views (any device, any layout) -> normalised contiguous float on the model's device."""
+        x = views.to(self.device, non_blocking=True).float().contiguous()
         return (x - self.mean) / self.std
 
     def concat(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -188,9 +190,9 @@ class ClipScorer(EmbeddingScorer):
         cuda = self.device.type == "cuda"
         if len(prepared) == 1 and not cuda:
             return prepared[0]
-        shape = (sum(p.shape[0] for p in prepared), *prepared[0].shape[1:])
-        out = torch.empty(shape, dtype=prepared[0].dtype, pin_memory=cuda)
-        return torch.cat(list(prepared), out=out)
+        n, (c, h, w) = sum(p.shape[0] for p in prepared), prepared[0].shape[1:]
+        out = torch.empty((n, h, w, c), dtype=prepared[0].dtype, pin_memory=cuda).permute(0, 3, 1, 2)
+        return torch.cat(list(prepared), out=out)  # same layout as the parts: plain copies
 
     # ------------------------------------------------------------ encoding (main process)
 
