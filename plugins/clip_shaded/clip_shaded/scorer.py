@@ -161,7 +161,8 @@ class ClipScorer(EmbeddingScorer):
     # ------------------------------------------------------------ preparation (workers)
 
     def prepare(self, image: Image.Image, boxes: Sequence[Box], prompter: Prompter | None) -> torch.Tensor:
-        """``[len(boxes), 3, size, size]`` uint8 views (channels-last in memory, as images decode)."""
+        """``[len(boxes), 3, size, size]`` uint8 views, contiguous (the transpose from the decoded
+        H x W x 3 layout happens here, in the workers, so batching them is a plain copy)."""
         if prompter is None:
             raise RefbenchError("scorer 'clip' needs a prompter", "add prompter: {plugin: green_shade}")
         out = torch.empty((len(boxes), self.size, self.size, 3), dtype=torch.uint8)
@@ -178,11 +179,11 @@ class ClipScorer(EmbeddingScorer):
             top = round((image.height * scale - self.size) / 2)
             mapped = [Box(b.x * scale - left, b.y * scale - top, b.w * scale, b.h * scale) for b in boxes]
             render_array(np.asarray(self.resize(image)), mapped, scale, out=array)
-        return out.permute(0, 3, 1, 2)
+        return out.permute(0, 3, 1, 2).contiguous()
 
     def model_input(self, views: torch.Tensor) -> torch.Tensor:
-        """uint8 views (any device, any layout) -> normalised contiguous float on the model's device."""
-        x = views.to(self.device, non_blocking=True).float().contiguous()
+        """uint8 views (any device) -> normalised float on the model's device."""
+        x = views.to(self.device, non_blocking=True).float()
         return (x - self.mean) / self.std
 
     def concat(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -190,9 +191,9 @@ class ClipScorer(EmbeddingScorer):
         cuda = self.device.type == "cuda"
         if len(prepared) == 1 and not cuda:
             return prepared[0]
-        n, (c, h, w) = sum(p.shape[0] for p in prepared), prepared[0].shape[1:]
-        out = torch.empty((n, h, w, c), dtype=prepared[0].dtype, pin_memory=cuda).permute(0, 3, 1, 2)
-        return torch.cat(list(prepared), out=out)  # same layout as the parts: plain copies
+        shape = (sum(p.shape[0] for p in prepared), *prepared[0].shape[1:])
+        out = torch.empty(shape, dtype=prepared[0].dtype, pin_memory=cuda)
+        return torch.cat(list(prepared), out=out)
 
     # ------------------------------------------------------------ encoding (main process)
 
