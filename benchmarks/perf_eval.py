@@ -80,7 +80,7 @@ def phrase_loop(cfg_path: Path, limit: int | None) -> tuple[float, dict[int, int
             for ref in item.refs:
                 boxes = bench.proposer.propose(item)
                 views = scorer.prepare(load_image(item), boxes, prompter)
-                logits = scorer.logits(scorer.encode_texts([ref.text]), scorer.encode_views(views))
+                logits = scorer.logits(scorer.encode_texts(scorer.prepare_texts([ref.text])), scorer.encode_views(views))
                 chosen[ref.sent_id] = int(np.argmax(logits[0]))
     return time.perf_counter() - start, chosen, sum(len(i.refs) for i in items)
 

@@ -154,9 +154,17 @@ class EmbeddingScorer(Scorer, ABC):
     def encode_views(self, views: Any) -> Any:
         """Features of a batch of prepared views (``prepare`` outputs concatenated)."""
 
+    def prepare_texts(self, texts: Sequence[str]) -> Any:
+        """Turn one image's phrases into encoder input (tokenise); runs in the workers."""
+        return list(texts)
+
+    def concat_texts(self, prepared: Sequence[Any]) -> Any:
+        """Join several images' prepared phrases into one batch for :meth:`encode_texts`."""
+        return [t for p in prepared for t in p]
+
     @abstractmethod
-    def encode_texts(self, texts: Sequence[str]) -> Any:
-        """Features of a batch of phrases."""
+    def encode_texts(self, texts: Any) -> Any:
+        """Features of a batch of prepared phrases (``concat_texts`` output)."""
 
     @abstractmethod
     def logits(self, text_features: Any, view_features: Any) -> np.ndarray:
@@ -167,7 +175,7 @@ class EmbeddingScorer(Scorer, ABC):
         """Join several images' prepared views into one batch for :meth:`encode_views`."""
 
     def score(self, request: ScoreRequest) -> np.ndarray:
-        return self.logits(self.encode_texts(request.texts), self.encode_views(request.views))
+        return self.logits(self.encode_texts(self.prepare_texts(request.texts)), self.encode_views(request.views))
 
 
 class Combinator(Component, ABC):

@@ -110,6 +110,7 @@ class Prepared:
     item: ImageItem
     boxes: list[Box]
     views: dict[str, Any]
+    texts: dict[str, Any] = field(default_factory=dict)
     error: RefbenchError | None = None
 
 
@@ -118,12 +119,15 @@ def prepare(item: ImageItem, proposer: Proposer, view_methods: Sequence[Method])
         boxes = proposer.propose(item)
         check_boxes(boxes, item.width, item.height, f"image {item.image_id} candidates")
         views: dict[str, Any] = {}
+        texts: dict[str, Any] = {}
         if view_methods and boxes:
             image = load_image(item)
             for m in view_methods:
                 assert m.scorer is not None
                 views[m.id] = m.scorer.prepare(image, boxes, m.prompter)
-        return Prepared(item, boxes, views)
+                if isinstance(m.scorer, EmbeddingScorer):
+                    texts[m.id] = m.scorer.prepare_texts([r.text for r in item.refs])
+        return Prepared(item, boxes, views, texts)
     except RefbenchError as exc:  # travels to the main process as a value, message intact
         return Prepared(item, [], {}, error=exc)
 
@@ -189,7 +193,7 @@ def score_chunk(chunk: list[Prepared], methods: list[Method]) -> dict[str, list[
         elif isinstance(m.scorer, EmbeddingScorer) and live:
             s = m.scorer
             view_feats = s.encode_views(s.concat([chunk[i].views[m.id] for i in live]))
-            text_feats = s.encode_texts([r.text for i in live for r in chunk[i].item.refs])
+            text_feats = s.encode_texts(s.concat_texts([chunk[i].texts[m.id] for i in live]))
             every = s.logits(text_feats, view_feats)  # one product for the chunk; each image takes its block
             v = t = 0
             for i in live:

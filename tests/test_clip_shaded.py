@@ -66,7 +66,7 @@ def tiny_scorer():
 def _logits(scorer, image, boxes, texts):
     views = scorer.prepare(image, boxes, GreenShade())
     with torch.inference_mode():
-        return scorer.logits(scorer.encode_texts(texts), scorer.encode_views(views))
+        return scorer.logits(scorer.encode_texts(scorer.prepare_texts(texts)), scorer.encode_views(views))
 
 
 def test_checkpoint_round_trip_gives_identical_logits(tiny_scorer, tmp_path):

@@ -212,9 +212,16 @@ class ClipScorer(EmbeddingScorer):
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         return self.tokenizer([self.options.template.format(t) for t in texts])
 
-    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+    def prepare_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenize(texts)
+
+    def concat_texts(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(list(prepared))
+
+    def encode_texts(self, texts: torch.Tensor) -> torch.Tensor:
+        """Features of token ids (``prepare_texts`` output)."""
         with self.autocast():
-            return self.model.encode_text(self.tokenize(texts).to(self.device), normalize=True).float()
+            return self.model.encode_text(texts.to(self.device), normalize=True).float()
 
     def logits(self, text_features: torch.Tensor, view_features: torch.Tensor) -> np.ndarray:
         scale = self.model.logit_scale.exp().float()
