@@ -82,6 +82,14 @@ def test_checkpoint_round_trip_gives_identical_logits(tiny_scorer, tmp_path):
     from_pt = ClipScorer(ClipScorer.Options(arch="synth-rn", checkpoint=tmp_path / "m.pt"))
     np.testing.assert_array_equal(before, _logits(from_pt, image, boxes, texts))
     assert not np.array_equal(before, _logits(ClipScorer(ClipScorer.Options(arch="synth-rn", init_seed=6)), image, boxes, texts))
+    # the shipping copy: fp16 weights, half the bytes, the same choices
+    from refbench.cli import main
+
+    assert main(["export-checkpoint", str(tmp_path / "m.safetensors"), str(tmp_path / "half.safetensors")]) == 0
+    assert (tmp_path / "half.safetensors").stat().st_size < 0.55 * (tmp_path / "m.safetensors").stat().st_size
+    half = ClipScorer(ClipScorer.Options(checkpoint=tmp_path / "half.safetensors"))
+    assert half.checkpoint_meta["exported_from"]["dtype"] == "fp16" and half.checkpoint_meta["note"] == "test"
+    np.testing.assert_allclose(_logits(half, image, boxes, texts), before, atol=0.05)
 
 
 class _Payload:

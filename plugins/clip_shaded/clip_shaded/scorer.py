@@ -23,12 +23,16 @@ open_clip.add_model_config(MODEL_CONFIGS)  # tiny architectures that train on a 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def save_checkpoint(model: torch.nn.Module, path: Path, arch: str, extra: dict[str, Any] | None = None) -> None:
-    """safetensors weights; the architecture and training facts go in the header."""
+def save_checkpoint(model: torch.nn.Module | dict[str, torch.Tensor], path: Path, arch: str,
+                    extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> None:
+    """safetensors weights (optionally cast, e.g. to fp16 for shipping); the architecture and
+    training facts go in the header."""
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    weights = model if isinstance(model, dict) else model.state_dict()
+    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
+             for k, v in weights.items()}
     meta = {"arch": arch, "format": "refbench-clip-shaded/1", "info": json.dumps(extra or {}, sort_keys=True)}
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(state, str(tmp), metadata=meta)

@@ -34,7 +34,7 @@ from refbench.plugins import registry
 from refbench.results import package_versions, write_atomic
 from refbench.runner import Method, evaluate, load_image
 
-from .scorer import ClipScorer, save_checkpoint
+from .scorer import ClipScorer, load_checkpoint, save_checkpoint
 
 
 class _Strict(BaseModel):
@@ -345,6 +345,22 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--until-epoch", type=int, metavar="N", help="stop after epoch N of the schedule (rerun without it to go on)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(handler=_cmd_train)
+    e = subparsers.add_parser("export-checkpoint", help="copy a trained checkpoint for shipping, e.g. as fp16 (clip_shaded plugin)")
+    e.add_argument("source", type=Path)
+    e.add_argument("target", type=Path)
+    e.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp16")
+    e.set_defaults(handler=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    state, meta = load_checkpoint(args.source)
+    arch = meta.pop("arch", None)
+    if arch is None:
+        raise RefbenchError(f"{args.source} does not record its architecture", "export a checkpoint written by refbench train")
+    meta["exported_from"] = {"path": str(args.source), "dtype": args.dtype}
+    save_checkpoint(state, args.target, arch, meta, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype])
+    Console().print(f"wrote {args.target} ({args.target.stat().st_size / 2**20:.1f} MiB, {args.dtype})")
+    return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
