@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -28,10 +29,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .runner import run_benchmark
 
-    config = load_config(args.config)
     knobs = {"batch_size": args.batch_size, "workers": args.workers, "limit": args.limit}
-    runner = config.runner.model_copy(update={k: v for k, v in knobs.items() if v is not None})
-    config = config.model_copy(update={"runner": runner})
+    config = load_config(args.config, runner={k: v for k, v in knobs.items() if v is not None})
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
                   TextColumn("{task.fields[phrases]} predictions"), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=errors, disable=args.quiet) as bar:
@@ -41,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             bar.update(task, completed=done, total=total, phrases=written)
 
         run = run_benchmark(config, _store(args), Path(args.config), resume=args.resume, fresh=args.new,
-                            progress=progress, announce=lambda s: errors.print(f"[yellow]{s}"))
+                            progress=progress, announce=lambda s: errors.print(f"[yellow]{escape(s)}", soft_wrap=True))
     _print_run(run.record)
     console.print(f"saved [bold]{run.dir}[/]")
     return 0
@@ -56,7 +55,7 @@ def _print_run(record: dict[str, Any]) -> None:
     for col in ["method", *splits, "overall", *types, "upper bound", "n"]:
         table.add_column(col, justify="left" if col == "method" else "right")
     for method, m in metrics.items():
-        table.add_row(method, *[f"{m['splits'][s]['accuracy']:.2f}" if s in m["splits"] else "" for s in splits],
+        table.add_row(escape(method), *[f"{m['splits'][s]['accuracy']:.2f}" if s in m["splits"] else "" for s in splits],
                       f"[bold]{m['accuracy']:.2f}", *[f"{m['phrase_types'][t]['accuracy']:.1f}" if t in m["phrase_types"] else ""
                                                         for t in types], f"{m['upper_bound']:.2f}", str(m["n"]))
     console.print(table)
@@ -68,7 +67,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import collect, render
 
     rows = collect(_store(args), args.benchmark, reported=not args.no_reported,
-                   warn=lambda s: errors.print(f"[yellow]warning:[/] {s}"), latest=args.latest)
+                   warn=lambda s: errors.print(f"[yellow]warning:[/] {escape(s)}", soft_wrap=True), latest=args.latest)
     text = render(rows, args.format, console)
     if text is not None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -84,10 +83,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         table.add_column(col)
     for info in reg.components():
         doc = (info.cls.__doc__ or "").strip().splitlines()
-        table.add_row(info.kind, info.name, info.plugin, info.package, info.version, doc[0] if doc else "")
+        table.add_row(info.kind, escape(info.name), escape(info.plugin), escape(info.package), info.version,
+                      escape(doc[0]) if doc else "")
     console.print(table)
     for b in reg.broken:
-        errors.print(f"[red]plugin {b.plugin!r} ({b.package}, {b.target}) failed to load:[/] {b.error}")
+        errors.print(f"[red]plugin {escape(repr(b.plugin))} ({escape(b.package)}, {escape(b.target)}) failed to load:[/] "
+                     f"{escape(b.error)}", soft_wrap=True)
     return 1 if reg.broken and args.strict else 0
 
 
@@ -100,12 +101,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
         value = getattr(args, split)
         if value is not None:
             images[split] = value
-    spec = SynthSpec(seed=args.seed, images=images, canvas=args.canvas or defaults.canvas,
+    spec = SynthSpec(seed=args.seed, images=images, canvas=defaults.canvas if args.canvas is None else args.canvas,
                      objects=tuple(args.objects) if args.objects else defaults.objects)
     with Progress(TextColumn("[bold]SynthRef"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=errors, disable=args.quiet) as bar:
         task = bar.add_task("synth", total=None)
-        summary = generate(Path(args.root), spec, progress=lambda d, t: bar.update(task, completed=d, total=t))
+        try:
+            summary = generate(Path(args.root), spec, progress=lambda d, t: bar.update(task, completed=d, total=t))
+        except FileExistsError as exc:
+            raise RefbenchError(str(exc), "pick another folder or delete it") from None
+        except (ValueError, RuntimeError) as exc:
+            raise RefbenchError(f"cannot generate SynthRef: {exc}", "adjust the options (see refbench synth --help)") from None
     table = Table(title=f"SynthRef in {summary.root}", title_justify="left")
     table.add_column("variant")
     for split in summary.images:
@@ -192,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RefbenchError as exc:
         if debug:
             raise
-        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         errors.print("interrupted: predictions so far are saved; rerun the same command to resume")

@@ -85,8 +85,11 @@ class BenchmarkConfig(_Strict):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BenchmarkConfig:
-    """Read and validate a benchmark YAML. Errors are :class:`RefbenchError` naming the file."""
+def load_config(path: str | Path, runner: dict[str, Any] | None = None) -> BenchmarkConfig:
+    """Read and validate a benchmark YAML (``runner`` overrides its runner fields, validated too).
+
+    Errors are :class:`RefbenchError` naming the file and each bad field.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -103,8 +106,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Be
         raise RefbenchError(f"{path}: broken YAML{at}: {problem}", "fix the syntax (indentation, colons, quotes)") from None
     if not isinstance(data, dict):
         raise RefbenchError(f"{path}: expected a mapping of fields at the top level", "see benchmarks/synthref_testA.yaml")
-    for key, value in (overrides or {}).items():
-        data[key] = value
+    if runner:
+        data["runner"] = {**(data.get("runner") or {}), **runner}
     try:
         return BenchmarkConfig.model_validate(data)
     except ValidationError as exc:

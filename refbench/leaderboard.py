@@ -52,9 +52,11 @@ def run_rows(store: Store, warn: Callable[[str], None]) -> list[Row]:
         if rec.get("status") != "complete":
             continue
         try:
+            limit = (rec.get("config", {}).get("runner") or {}).get("limit")
+            benchmark = rec["benchmark"] + (f" (first {limit} images)" if limit else "")
             for method, m in rec["metrics"].items():
                 rows.append(Row(
-                    dataset=rec["dataset_key"], benchmark=rec["benchmark"], method=method,
+                    dataset=rec["dataset_key"], benchmark=benchmark, method=method,
                     splits={s: v["accuracy"] for s, v in m["splits"].items()}, overall=m["accuracy"],
                     upper_bound=m["upper_bound"], n=m["n"], date=rec.get("finished", "")[:10], run_id=rec["run_id"],
                     phrase_types={t: v["accuracy"] for t, v in m.get("phrase_types", {}).items()},
@@ -78,7 +80,7 @@ def collect(store: Store, benchmark: str | None = None, reported: bool = True,
                 newest[(r.benchmark, r.method)] = r
         rows = list(newest.values())
     if benchmark:
-        rows = [r for r in rows if benchmark in (r.benchmark, r.dataset)]
+        rows = [r for r in rows if benchmark in (r.benchmark, r.dataset) or r.benchmark.startswith(benchmark + " (")]
     datasets = {r.dataset for r in rows} if benchmark else None
     if reported:
         rows += [r for r in reported_rows() if datasets is None or r.dataset in datasets or benchmark == r.dataset]
@@ -90,7 +92,7 @@ def _splits(rows: list[Row]) -> list[str]:
     return sorted(names, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 99, s))
 
 
-def _sort_key(r: Row, splits: list[str]) -> tuple:
+def _sort_key(r: Row) -> tuple:
     main = r.overall if r.overall is not None else max(r.splits.values(), default=0.0)
     return (r.source != "run", -main)
 
@@ -121,7 +123,7 @@ def render(rows: list[Row], fmt: str = "table", console: Console | None = None) 
             splits = _splits(group)
             head = ["benchmark", "method", *splits, "overall", "upper bound", "n", "date", "run / source"]
             out += [f"### {dataset}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-            for r in sorted(group, key=lambda r: _sort_key(r, splits)):
+            for r in sorted(group, key=_sort_key):
                 cells = [r.benchmark, r.method + (" *(reported)*" if r.source == "reported" else ""),
                          *[_fmt(r.splits.get(s)) for s in splits], _fmt(r.overall), _fmt(r.upper_bound),
                          str(r.n or ""), r.date, r.run_id if r.source == "run" else r.citation]
@@ -144,7 +146,7 @@ def render(rows: list[Row], fmt: str = "table", console: Console | None = None) 
             table.add_column(col, justify="right")
         table.add_column("date")
         table.add_column("run / source", overflow="fold", max_width=34)
-        ordered = sorted(group, key=lambda r: _sort_key(r, splits))
+        ordered = sorted(group, key=_sort_key)
         for k, r in enumerate(ordered):
             reported = r.source == "reported"
             if reported and k and ordered[k - 1].source == "run":

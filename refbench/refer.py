@@ -119,6 +119,15 @@ def load_items(files: ReferFiles, splits: list[str], text_field: str = "sent") -
     """
     refs = load_refs_pickle(files.refs)
     coco = load_instances(files.instances)
+    try:
+        return _items(files, refs, coco, splits, text_field)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RefbenchError(f"{files.refs} or {files.instances.name}: a ref, sentence, annotation or image entry is malformed "
+                            f"({type(exc).__name__}: {exc})", "re-download or regenerate the data set") from None
+
+
+def _items(files: ReferFiles, refs: list[dict[str, Any]], coco: dict[str, Any], splits: list[str],
+           text_field: str) -> list[ImageItem]:
     chosen: dict[int, tuple[str, dict[str, Any]]] = {}
     for split in splits:
         for ref in select_split(refs, split):

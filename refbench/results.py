@@ -33,24 +33,30 @@ RUN_FILE = "run.json"
 JOURNAL = "predictions.jsonl"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` so that readers see the old file or the new one, never a mix."""
+def write_atomic(path: Path, data: str | bytes, durable: bool = True) -> None:
+    """Write so that readers see the old file or the new one, never a mix.
+
+    ``durable`` also fsyncs the file and its folder (skipped for bulk, regenerable output).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            os.fchmod(f.fileno(), 0o644)  # mkstemp makes files private
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    if durable:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def git_revision(where: Path) -> dict[str, Any]:
@@ -130,12 +136,14 @@ class Run:
         """Journal lines, skipping any that do not parse (never expected after repair)."""
         if not self.journal_path.exists():
             return
-        with self.journal_path.open("r", encoding="utf-8") as f:
+        with self.journal_path.open("rb") as f:
             for line in f:
                 try:
-                    yield json.loads(line)
-                except ValueError:
+                    record = json.loads(line.decode("utf-8"))
+                except ValueError:  # includes UnicodeDecodeError
                     continue
+                if isinstance(record, dict) and "method" in record and "sent_id" in record:
+                    yield record
 
     def append(self, records: list[dict[str, Any]]) -> None:
         """Append and fsync: once this returns, a crash cannot lose these records."""
@@ -144,7 +152,9 @@ class Run:
         data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
         fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:  # a short write (signal, full disk) continues where it stopped
+                view = view[os.write(fd, view):]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -211,24 +221,33 @@ class Store:
         run_dir = self.root / run_id
         if not run_dir.is_dir():
             raise RefbenchError(f"no run {run_id!r} under {self.root}", "`refbench leaderboard --format json` lists run ids")
-        record = read_record(run_dir)
-        if record.get("status") == "complete":
-            raise RefbenchError(f"run {run_id} is complete and is never rewritten", "start a new run instead")
         lock = _try_lock(run_dir)
         if lock is None:
             raise RefbenchError(f"run {run_id} is in use by another refbench process", "wait for it, or stop it first")
+        record = read_record(run_dir)  # read under the lock: a finished run is never reopened
+        if record.get("status") == "complete":
+            lock.close()
+            raise RefbenchError(f"run {run_id} is complete and is never rewritten", "start a new run instead")
         return Run(run_dir, record, lock)
 
-    def find_unfinished(self, config_sha256: str) -> Run | None:
-        """The newest interrupted run of this exact config that no live process holds."""
+    def unfinished(self, config_sha256: str) -> Iterator[Run]:
+        """Interrupted runs of this exact config that no live process holds, newest first, each locked
+        while the caller looks at it (``close()`` the ones it does not keep)."""
         for run_dir in reversed(self.run_dirs()):
-            try:
-                record = read_record(run_dir)
-            except RefbenchError:
-                continue
-            if record.get("status") != "running" or record.get("config_sha256") != config_sha256:
+            if not _matches(run_dir, config_sha256):
                 continue
             lock = _try_lock(run_dir)
-            if lock is not None:
-                return Run(run_dir, record, lock)
-        return None
+            if lock is None:
+                continue
+            if not _matches(run_dir, config_sha256):  # finished while we took the lock
+                lock.close()
+                continue
+            yield Run(run_dir, read_record(run_dir), lock)
+
+
+def _matches(run_dir: Path, config_sha256: str) -> bool:
+    try:
+        record = read_record(run_dir)
+    except RefbenchError:
+        return False
+    return record.get("status") == "running" and record.get("config_sha256") == config_sha256

@@ -62,6 +62,10 @@ def build(config: BenchmarkConfig, reg: Registry | None = None) -> Bench:
                            "package": info.package, "version": info.version})
         return reg.build(kind, spec.as_dict(), where)
 
+    for m in config.methods:  # unknown names are reported before anything slow is loaded
+        for kind, spec in (("scorer", m.scorer), ("prompter", m.prompter), ("combinator", m.combine)):
+            if spec is not None:
+                reg.info(kind, spec.plugin)
     dataset = make("dataset", config.dataset, "dataset")  # missing data is reported before models load
     proposer = make("proposer", config.proposer, "proposer")
     methods: list[Method] = []
@@ -269,17 +273,42 @@ def run_benchmark(config: BenchmarkConfig, store: Store, config_path: Path | Non
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
     bench = build(config)
+    record = new_record(bench, config_path)
+    run = None
     if resume is not None:
         run = store.open(resume)
         if run.record.get("config_sha256") != config.digest():
             run.close()
             raise RefbenchError(f"run {resume} was made with a different config", "resume it with the config it was started with")
-    else:
-        run = (None if fresh else store.find_unfinished(config.digest())) or store.create(config.name, new_record(bench, config_path))
+        changed = _changed_inputs(run.record, record)
+        if changed:
+            run.close()
+            raise RefbenchError(f"the {changed} changed since run {resume} started", "start a fresh run with --new")
+    elif not fresh:
+        for candidate in store.unfinished(config.digest()):
+            changed = _changed_inputs(candidate.record, record)
+            if not changed:
+                run = candidate
+                break
+            announce(f"not resuming run {candidate.id}: its {changed} changed since it started")
+            candidate.close()
+    run = run or store.create(config.name, record)
     try:
         return _execute(bench, run, progress, announce)
     finally:
         run.close()
+
+
+def _changed_inputs(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """Which recorded inputs (data files, weights) differ between a run's record and now."""
+    def weights(rec: dict[str, Any]) -> dict[str, Any]:
+        return {m: {k: v for k, v in d.items() if k != "device"} for m, d in rec.get("methods", {}).items()}
+
+    if old.get("data") != new["data"]:
+        return "data or proposals"
+    if weights(old) != weights(new):
+        return "model weights"
+    return None
 
 
 def _execute(bench: Bench, run: Run, progress: ProgressFn | None, announce: Callable[[str], None]) -> Run:

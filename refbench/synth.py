@@ -32,9 +32,7 @@ import io
 import itertools
 import json
 import math
-import os
 import pickle
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +40,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from .results import write_atomic
 
 SPLITS = ("train", "val", "testA", "testB")
 VARIANTS = ("synthref", "synthref+")
@@ -183,7 +183,7 @@ def generate(root: str | Path, spec: SynthSpec = SynthSpec(),
                                    "category_id": category, "category_name": SHAPES[category - 1], "score": score})
             buf = io.BytesIO()
             scene.image.save(buf, "JPEG", quality=spec.jpeg_quality)
-            _write_atomic(image_dir / file_name, buf.getvalue())
+            write_atomic(image_dir / file_name, buf.getvalue(), durable=False)
             if progress is not None:
                 progress(image_id, total)
 
@@ -197,9 +197,9 @@ def generate(root: str | Path, spec: SynthSpec = SynthSpec(),
     instances_bytes = json.dumps(instances, separators=(",", ":")).encode()
     dets_bytes = json.dumps(detections, separators=(",", ":")).encode()
     for variant in VARIANTS:
-        _write_atomic(root / variant / "instances.json", instances_bytes)
-        _write_atomic(root / variant / "refs(unc).p", pickle.dumps(refs[variant], protocol=2))
-        _write_atomic(root / "dets" / f"{variant}_unc_dets.json", dets_bytes)
+        write_atomic(root / variant / "instances.json", instances_bytes)
+        write_atomic(root / variant / "refs(unc).p", pickle.dumps(refs[variant], protocol=2))
+        write_atomic(root / "dets" / f"{variant}_unc_dets.json", dets_bytes)
 
     summary = SynthSummary(
         root=root,
@@ -214,7 +214,7 @@ def generate(root: str | Path, spec: SynthSpec = SynthSpec(),
     record = {"format_version": _FORMAT_VERSION, "spec": spec_record,
               "summary": {k: v for k, v in asdict(summary).items() if k != "root"}}
     # Written last: its presence marks the data set complete.
-    _write_atomic(marker, (json.dumps(record, indent=2) + "\n").encode())
+    write_atomic(marker, (json.dumps(record, indent=2) + "\n").encode())
     return summary
 
 
@@ -654,18 +654,6 @@ def _validate(spec: SynthSpec) -> None:
             raise ValueError(f"SynthSpec.{name} = {getattr(spec, name)}: must be in [0, 1]")
     if not 1 <= spec.jpeg_quality <= 100:
         raise ValueError(f"SynthSpec.jpeg_quality = {spec.jpeg_quality}: must be in [1, 100]")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes files private
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _summary_from_record(root: Path, record: Mapping[str, Any]) -> SynthSummary:

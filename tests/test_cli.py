@@ -98,7 +98,7 @@ def test_degenerate_and_empty_proposals(data_copy, tmp_path, capsys, write_confi
     cfg = write_config(bench_yaml(data_copy, RANDOM))
     assert run([cfg], tmp_path) == 2
     line = error_line(capsys)
-    assert f"image {image} candidates" in line and "degenerate" in line
+    assert f"image {image} candidates" in line and "degenerate" in line and "[x, y, w, h]" in line  # not eaten as markup
     dets_path.write_text(json.dumps([d for d in dets if d["image_id"] != image]))
     assert run([cfg, "--new"], tmp_path) == 2
     assert f"image {image} " in error_line(capsys)
@@ -150,3 +150,46 @@ def test_subprocess_exit_code_and_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr and "broken YAML" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "refbench", "--debug", "run", str(bad)], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_runner_options_are_validated(synth_root, tmp_path, capsys, write_config):
+    cfg = write_config(bench_yaml(synth_root, RANDOM))
+    assert run([cfg, "--limit", "-1"], tmp_path) == 2
+    assert "runner.limit: Input should be greater than or equal to 1" in error_line(capsys)
+    assert run([cfg, "--workers", "-2"], tmp_path) == 2
+    assert "runner.workers" in error_line(capsys)
+    assert not (tmp_path / "results").exists()
+
+
+def test_synth_bad_options_are_one_line(tmp_path, capsys):
+    assert main(["synth", str(tmp_path / "s"), "--objects", "2", "3", "-q"]) == 2
+    assert "cannot generate SynthRef" in error_line(capsys)
+    assert main(["synth", str(tmp_path / "s"), "--train", "2", "--val", "0", "--testA", "1", "--testB", "0", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["synth", str(tmp_path / "s"), "--train", "3", "--val", "0", "--testA", "1", "--testB", "0", "-q"]) == 2
+    assert "pick another folder" in error_line(capsys)
+
+
+def test_changed_inputs_are_not_resumed(data_copy, tmp_path, capsys, write_config):
+    cfg = write_config(bench_yaml(data_copy, RANDOM))
+    assert run([cfg], tmp_path) == 0
+    (run_dir,) = (tmp_path / "results").iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    record["status"] = "running"  # as if it had been interrupted
+    (run_dir / "run.json").write_text(json.dumps(record))
+    dets = data_copy / "dets" / "synthref_unc_dets.json"
+    dets.write_text(json.dumps(json.loads(dets.read_text())[:-1]))  # the proposals change meanwhile
+    assert main(["run", str(cfg), "--results", str(tmp_path / "results"), "--resume", run_dir.name, "-q"]) == 2
+    assert "data or proposals changed since run" in error_line(capsys)
+    assert run([cfg], tmp_path) == 0
+    assert f"not resuming run {run_dir.name}" in capsys.readouterr().err
+    assert len(list((tmp_path / "results").iterdir())) == 2
+
+
+def test_malformed_refs_entries_are_one_line(data_copy, tmp_path, capsys, write_config):
+    refs_path = data_copy / "synthref" / "refs(unc).p"
+    refs = pickle.load(open(refs_path, "rb"))
+    del refs[0]["sentences"][0]["sent_id"]
+    refs_path.write_bytes(pickle.dumps(refs))
+    assert run([write_config(bench_yaml(data_copy, RANDOM, splits="[train, val, testA, testB]"))], tmp_path) == 2
+    assert "malformed (KeyError: 'sent_id')" in error_line(capsys)

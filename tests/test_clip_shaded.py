@@ -15,7 +15,7 @@ from refbench.results import Store, read_record
 from refbench.runner import run_benchmark
 
 from clip_shaded import ClipScorer, GreenShade, save_checkpoint
-from clip_shaded.train import load_train_config, plan_epoch, records_of, train
+from clip_shaded.train import StepBatches, load_train_config, plan_epoch, records_of, step_loss, train
 
 from conftest import bench_yaml
 
@@ -147,6 +147,20 @@ def test_epoch_plans_follow_the_recipe(synth_root):
         anns = items[rec.item].annotations
         peers = [j for j, a in enumerate(anns) if j != rec.target and a.category == anns[rec.target].category]
         assert sum(c in peers for c in cands) == min(len(peers), config.recipe.k - 1)
+
+
+def test_images_with_fewer_boxes_than_k_are_padded_and_masked(synth_root):
+    config = load_train_config(Path(__file__).parent.parent / "benchmarks" / "train" / "synthref_rn.yaml")
+    data = {**config.data.as_dict(), "root": synth_root, "images": synth_root / "images"}
+    items = list(registry().build("dataset", data, "data"))
+    recipe = config.recipe.model_copy(update={"k": 6, "batch_size": 16})  # scenes hold 4-7 objects
+    plan = plan_epoch(items, records_of(items), recipe, 0)
+    scorer = ClipScorer(ClipScorer.Options(arch="synth-rn"))
+    batch = StepBatches(items, plan[:1], scorer, GreenShade())[0]
+    assert (batch["rows"] == -1).any() and (batch["rows"][torch.arange(len(batch["rows"])), batch["targets"]] >= 0).all()
+    batch["views"] = scorer.model_input(batch["views"])
+    loss = step_loss(scorer.model, batch)
+    assert torch.isfinite(loss) and loss.item() < np.log(6) + 1
 
 
 def test_short_training_lowers_the_loss_and_beats_chance(synth_root, tmp_path):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
-from ..boxes import as_array, iou_matrix
+from ..boxes import IoUConvention, as_array, iou_matrix
 from ..interfaces import Options, Scorer, ScoreRequest
 
 
@@ -16,7 +17,7 @@ class RandomScorer(_BoxOnly):
     """Uniform random logits, seeded per image so a resumed run draws the same numbers."""
 
     class Options(Options):
-        seed: int = 0
+        seed: int = Field(0, ge=0)
 
     def score(self, request: ScoreRequest) -> np.ndarray:
         rng = np.random.default_rng([self.options.seed, request.item.image_id])
@@ -44,8 +45,12 @@ class CenterScorer(_BoxOnly):
 class OracleScorer(_BoxOnly):
     """Reads the ground truth and picks the best-overlapping candidate: the upper bound.
 
-    Not a method; an anchor that must equal the protocol's upper bound.
+    Not a method; an anchor that equals the protocol's upper bound when ``iou_convention``
+    matches the protocol's.
     """
 
+    class Options(Options):
+        iou_convention: IoUConvention = "refer"
+
     def score(self, request: ScoreRequest) -> np.ndarray:
-        return iou_matrix(as_array([r.box for r in request.refs]), as_array(request.boxes), "continuous")
+        return iou_matrix(as_array([r.box for r in request.refs]), as_array(request.boxes), self.options.iou_convention)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Annotated, Sequence
 
 import numpy as np
 from PIL import Image
@@ -26,7 +26,8 @@ class GreenShade(Prompter):
     """Fills the box with a colour at an opacity and outlines it (default limegreen, 0.5, 2 px)."""
 
     class Options(Options):
-        colour: tuple[int, int, int] = Field(LIMEGREEN, description="RGB of fill and outline")
+        colour: tuple[Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)],
+                      Annotated[int, Field(ge=0, le=255)]] = Field(LIMEGREEN, description="RGB of fill and outline")
         alpha: float = Field(0.5, ge=0, le=1, description="opacity of the fill")
         outline: int = Field(2, ge=0, description="outline width in pixels, drawn inside the box")
 

@@ -108,11 +108,29 @@ def build_model(arch: str | None, pretrained: str | None, checkpoint: Path | Non
         raise RefbenchError(f"cannot load open_clip weights {arch}/{pretrained} ({str(exc).splitlines()[0][:200]})",
                             "on a machine without internet, download them once elsewhere and pass scorer.checkpoint") from None
     if state is not None:
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # same names, other shapes
+            raise RefbenchError(f"checkpoint {checkpoint} does not fit {arch}: {str(exc).splitlines()[-1].strip()[:160]}",
+                                "check scorer.arch matches the checkpoint") from None
         if missing or unexpected:
             raise RefbenchError(f"checkpoint {checkpoint} does not fit {arch}: missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}",
                                 "check scorer.arch matches the checkpoint")
     return model, arch, meta
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RefbenchError(f"unknown device {name!r}", "use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RefbenchError(f"device {name!r} asked for, but torch sees no GPU here", "use device: cpu (or auto)")
+    if device.type not in ("cpu", "cuda"):
+        raise RefbenchError(f"device {name!r} is not supported", "use auto, cpu, cuda or cuda:N")
+    return device
 
 
 class ClipScorer(EmbeddingScorer):
@@ -140,7 +158,7 @@ class ClipScorer(EmbeddingScorer):
             raise RefbenchError(f"scorer 'clip': template {o.template!r} has no '{{}}'", "write e.g. template: 'a photo of {}'")
         if o.threads:
             torch.set_num_threads(o.threads)
-        self.device = torch.device("cuda" if o.device == "auto" and torch.cuda.is_available() else ("cpu" if o.device == "auto" else o.device))
+        self.device = _device(o.device)
         if o.precision != "fp32" and self.device.type != "cuda":
             raise RefbenchError(f"precision {o.precision} needs a GPU", "use precision: fp32 on the CPU")
         self.model, self.arch, self.checkpoint_meta = build_model(o.arch, o.pretrained, o.checkpoint, o.init_seed)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,7 @@ class Recipe(_Strict):
     eps: float = 1e-6
     warmup: float = Field(0.1, ge=0, lt=1, description="fraction of all steps spent warming up linearly")
     grad_clip: float | None = Field(None, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     group_by_image: bool = Field(True, description="steps hold whole images, so shared views are encoded once")
     freeze: list[str] = Field(default_factory=list, description="parameter-name prefixes kept fixed, e.g. token_embedding")
     workers: int = Field(1, ge=0, description="background processes rendering views")
@@ -71,7 +72,7 @@ class Validation(_Strict):
 
 
 class TrainConfig(_Strict):
-    name: str
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.+-]+$")
     model: dict[str, Any] = Field(description="options of the 'clip' scorer: arch, pretrained, checkpoint, init_seed, ...")
     prompter: ComponentSpec = ComponentSpec(plugin="green_shade")
     data: ComponentSpec = Field(description="a dataset plugin block selecting the training split")
@@ -80,16 +81,18 @@ class TrainConfig(_Strict):
     output: Path
 
     def digest(self) -> str:
+        """Hash of what determines the weights (not workers, threads or validation batch size)."""
         import hashlib
 
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        payload = self.model_dump(mode="json", exclude={"recipe": {"workers", "threads"}, "validation": {"batch_size"}})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def load_train_config(path: Path) -> TrainConfig:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RefbenchError(f"training config not found: {path}", "see benchmarks/train_synthref_rn.yaml") from None
+        raise RefbenchError(f"training config not found: {path}", "see benchmarks/train/synthref_rn.yaml") from None
     except yaml.YAMLError as exc:
         raise RefbenchError(f"{path}: broken YAML: {str(exc).splitlines()[0]}", "fix the syntax") from None
     try:
@@ -174,8 +177,13 @@ class StepBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.steps)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        step = self.steps[index]
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        try:
+            return self._batch(self.steps[index])
+        except RefbenchError as exc:  # travels to the main process as a value, message intact
+            return {"error": exc}
+
+    def _batch(self, step: Step) -> dict[str, torch.Tensor]:
         needed: dict[int, dict[int, int]] = {}  # item -> annotation -> row in the view batch
         for rec, cands in zip(step.records, step.candidates):
             needed.setdefault(rec.item, {}).update({c: 0 for c in cands})
@@ -187,7 +195,10 @@ class StepBatches(torch.utils.data.Dataset):
                 anns[a] = row
                 row += 1
             views.append(self.scorer.prepare(load_image(item), [item.annotations[a].box for a in order], self.prompter))
-        rows = torch.tensor([[needed[rec.item][c] for c in cands] for rec, cands in zip(step.records, step.candidates)])
+        k = max(len(c) for c in step.candidates)  # images with fewer boxes than K are padded with -1
+        rows = torch.full((len(step.records), k), -1, dtype=torch.int64)
+        for i, (rec, cands) in enumerate(zip(step.records, step.candidates)):
+            rows[i, : len(cands)] = torch.tensor([needed[rec.item][c] for c in cands])
         texts = [self.items[rec.item].refs[rec.ref].text for rec in step.records]
         return {"views": torch.cat(views), "tokens": self.scorer.tokenize(texts), "rows": rows,
                 "targets": torch.tensor(step.targets)}
@@ -198,7 +209,8 @@ def step_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.T
     view_feats = model.encode_image(batch["views"], normalize=True)
     text_feats = model.encode_text(batch["tokens"], normalize=True)
     sims = model.logit_scale.exp() * text_feats @ view_feats.T  # [phrases, distinct views]
-    logits = sims.gather(1, batch["rows"])  # [phrases, K]
+    rows = batch["rows"]
+    logits = sims.gather(1, rows.clamp(min=0)).masked_fill(rows < 0, float("-inf"))  # [phrases, K]
     return torch.nn.functional.cross_entropy(logits, batch["targets"])
 
 
@@ -223,9 +235,9 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
         torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
     reg = registry()
+    if config.model.get("precision") == "fp16":
+        raise RefbenchError("training in fp16 needs gradient scaling, which this recipe does not do", "use precision: bf16 or fp32")
     scorer = reg.build("scorer", {"plugin": "clip", **config.model}, "model")
-    if not isinstance(scorer, ClipScorer):  # pragma: no cover - 'clip' is ours
-        raise RefbenchError("model must be the clip scorer", "")
     prompter = reg.build("prompter", config.prompter.as_dict(), "prompter")
     items = list(reg.build("dataset", config.data.as_dict(), "data"))
     records = records_of(items)
@@ -260,8 +272,12 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
     last, metrics_path = out / "last.pt", out / "metrics.jsonl"
     state = {"epoch": 0, "best": -1.0, "best_epoch": None, "history": []}
     if last.exists() and not restart:
-        blob = torch.load(last, map_location="cpu", weights_only=True)
-        if blob.get("digest") != config.digest():
+        try:
+            blob = torch.load(last, map_location="cpu", weights_only=True)
+            digest = blob.get("digest")
+        except Exception as exc:
+            raise RefbenchError(f"{last} is corrupt ({type(exc).__name__})", "pass --restart to train from the start") from None
+        if digest != config.digest():
             raise RefbenchError(f"{out} holds a training run of another config",
                                 "pick another output folder, or pass --restart to start over there")
         model.load_state_dict(blob["model"])
@@ -269,6 +285,9 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
         scheduler.load_state_dict(blob["scheduler"])
         state = json.loads(blob["state"])
         console.print(f"[yellow]resuming {config.name} after epoch {state['epoch']}")
+        best_path = out / "best.safetensors"
+        if state["best_epoch"] == state["epoch"] and _epoch_of(best_path) != state["epoch"]:
+            _save_best(model, best_path, scorer, config, state["history"][-1])  # the crash came between the two writes
     write_atomic(out / "config.json", json.dumps({"config": config.model_dump(mode="json"), "digest": config.digest(),
                                                   "versions": package_versions(["refbench-clip-shaded"])}, indent=1))
 
@@ -285,6 +304,8 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
             model.train()
             t0, seen, views, losses = time.perf_counter(), 0, 0, []
             for batch in loader:
+                if "error" in batch:
+                    raise batch["error"]
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 batch["views"] = scorer.model_input(batch["views"])
                 with scorer.autocast():
@@ -312,26 +333,45 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
                      "val_phrase_types": {t: round(v["accuracy"], 2) for t, v in val["phrase_types"].items()},
                      "lr": scheduler.get_last_lr()[0]}
             state["history"].append(entry)
-            with metrics_path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(entry) + "\n")
             console.print(f"epoch {epoch + 1}: loss {entry['loss']:.4f}, val {val['accuracy']:.2f}% "
                           f"(upper bound {val['upper_bound']:.2f}), {entry['phrases_per_s']} phrases/s")
-            if val["accuracy"] > state["best"]:
+            improved = val["accuracy"] > state["best"]
+            if improved:
                 state.update(best=val["accuracy"], best_epoch=epoch + 1)
-                save_checkpoint(model, out / "best.safetensors", scorer.arch,
-                                {"train_config": config.model_dump(mode="json"), "epoch": epoch + 1,
-                                 "val_accuracy": val["accuracy"], "val_phrase_types": entry["val_phrase_types"],
-                                 "initialised_from": scorer.checkpoint_meta or None})
             state["epoch"] = epoch + 1
-            tmp = last.with_name(".last.pt.tmp")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "state": json.dumps(state), "digest": config.digest()}, tmp)
-            tmp.replace(last)
+            # last.pt first: it alone decides where a resumed run starts (and can rewrite best)
+            _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                          "state": json.dumps(state), "digest": config.digest()}, last)
+            write_atomic(metrics_path, "".join(json.dumps(e) + "\n" for e in state["history"]))
+            if improved:
+                _save_best(model, out / "best.safetensors", scorer, config, entry)
     summary = {"name": config.name, "best_val_accuracy": state["best"], "best_epoch": state["best_epoch"],
                "epochs": state["history"], "wall_s_this_session": round(time.perf_counter() - start_all, 1),
                "checkpoint": str(out / "best.safetensors")}
     write_atomic(out / "train.json", json.dumps(summary, indent=1))
     return summary
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def _save_best(model: torch.nn.Module, path: Path, scorer: ClipScorer, config: TrainConfig, entry: dict[str, Any]) -> None:
+    save_checkpoint(model, path, scorer.arch, {
+        "train_config": config.model_dump(mode="json"), "epoch": entry["epoch"], "val_accuracy": entry["val_accuracy"],
+        "val_phrase_types": entry["val_phrase_types"], "initialised_from": scorer.checkpoint_meta or None})
+
+
+def _epoch_of(path: Path) -> int | None:
+    try:
+        return load_checkpoint(path)[1].get("epoch")
+    except RefbenchError:
+        return None
 
 
 def _one_thread(_: int) -> None:
