@@ -114,12 +114,12 @@ def raw_encoder(cfg_path: Path, batch: int, views_wanted: int, repeats: int = 3)
     return len(views) / best
 
 
-def peak_rss(cfg_path: Path, results: Path) -> float:
+def peak_rss(cfg_path: Path, results: Path, extra: list[str] = ()) -> float:
     """Peak RSS (MiB) of a `refbench run` process, measured from a fresh parent."""
     code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL);"
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
     out = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "refbench", "run", str(cfg_path),
-                          "--results", str(results), "-q", "--new"], capture_output=True, text=True, check=True)
+                          "--results", str(results), "-q", "--new", *extra], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1]) / 1024
 
 
@@ -183,14 +183,19 @@ def main() -> int:
     if "c" not in args.skip:
         arch = args.arch[0]
         big = dataset(args.data / f"x{4 * args.images}", 4 * args.images)
-        rss = []
+        cfgs = {}
         for r in (root, big):
-            cfg = tmp / f"rss-{r.name}.yaml"
-            cfg.write_text(config_text(r, method(args, arch, "resized"), args.batch_size, args.workers))
-            rss.append(peak_rss(cfg, tmp / "rss-results"))
-        print(f"(c) peak RSS of `refbench run` ({arch}): {args.images} images {rss[0]:.0f} MiB, {4 * args.images} images "
-              f"{rss[1]:.0f} MiB: {100 * (rss[1] / rss[0] - 1):+.1f}%")
-        report["rss_growth"] = rss[1] / rss[0] - 1
+            cfgs[r] = tmp / f"rss-{r.name}.yaml"
+            cfgs[r].write_text(config_text(r, method(args, arch, "resized"), args.batch_size, args.workers))
+        small_files = peak_rss(cfgs[root], tmp / "rss-results")
+        first = peak_rss(cfgs[big], tmp / "rss-results", ["--limit", str(args.images)])
+        full = peak_rss(cfgs[big], tmp / "rss-results")
+        print(f"(c) peak RSS of `refbench run` ({arch}): {4 * args.images}-image files, first {args.images} images "
+              f"{first:.0f} MiB, all {4 * args.images} {full:.0f} MiB: {100 * (full / first - 1):+.1f}% "
+              f"(the pipeline); {args.images}-image files {small_files:.0f} MiB: {100 * (full / small_files - 1):+.1f}% "
+              f"(adds loading 4x the annotation and detection files)")
+        report["rss_growth"] = full / first - 1
+        report["rss_growth_with_files"] = full / small_files - 1
     print("summary:", json.dumps(report, default=float))
     return 0
 

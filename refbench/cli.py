@@ -52,8 +52,9 @@ def _print_run(record: dict[str, Any]) -> None:
     types = sorted({t for m in metrics.values() for t in m["phrase_types"]})
     table = Table(title=f"{record['benchmark']} ({record['dataset_key']}): accuracy %, {record['protocol']['rule']}",
                   title_justify="left")
-    for col in ["method", *splits, "overall", *types, "upper bound", "n"]:
-        table.add_column(col, justify="left" if col == "method" else "right")
+    table.add_column("method", no_wrap=True)
+    for col in [*splits, "overall", *types, "upper bound", "n"]:
+        table.add_column(col, justify="right")
     for method, m in metrics.items():
         table.add_row(escape(method), *[f"{m['splits'][s]['accuracy']:.2f}" if s in m["splits"] else "" for s in splits],
                       f"[bold]{m['accuracy']:.2f}", *[f"{m['phrase_types'][t]['accuracy']:.1f}" if t in m["phrase_types"] else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -55,7 +56,21 @@ class MethodConfig(_Strict):
 
 class RunnerConfig(_Strict):
     batch_size: int = Field(256, ge=1, description="views per encoder call")
-    workers: int = Field(1, ge=0, description="background processes preparing views (0 = in-process)")
+    workers: int | Literal["auto"] = Field(
+        "auto", description="background processes preparing views; 0 = in the main process; auto = CPUs - 2, at most 8")
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 0:
+            raise ValueError("workers must be >= 0 or 'auto'")
+        return v
+
+    def worker_count(self) -> int:
+        """On 2 cores the encoder needs both: preparing in the main process is faster there."""
+        if self.workers == "auto":
+            return max(0, min(8, (os.cpu_count() or 1) - 2))
+        return int(self.workers)
     limit: int | None = Field(None, ge=1, description="only the first N images (smoke tests)")
 
 

@@ -139,7 +139,7 @@ def render(rows: list[Row], fmt: str = "table", console: Console | None = None) 
         splits = _splits(group)
         table = Table(title=f"{dataset}: accuracy (%)", title_justify="left", show_lines=False)
         table.add_column("benchmark", style="cyan")
-        table.add_column("method", style="bold")
+        table.add_column("method", style="bold", no_wrap=True)
         for s in splits:
             table.add_column(s, justify="right")
         for col in ("overall", "upper bound", "n"):

@@ -93,8 +93,12 @@ def locate(root: Path, dataset: str, split_by: str, images: Path) -> ReferFiles:
 
 
 def load_instances(path: Path) -> dict[str, Any]:
+    def lean(obj: dict[str, Any]) -> dict[str, Any]:  # polygons are never used: drop them while parsing
+        obj.pop("segmentation", None)
+        return obj
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), object_hook=lean)
         images = {int(i["id"]): i for i in data["images"]}
         anns = {int(a["id"]): a for a in data["annotations"]}
         cats = {int(c["id"]): c["name"] for c in data.get("categories", [])}

@@ -227,7 +227,7 @@ def judge_chunk(chunk: list[Prepared], logits: dict[str, list[np.ndarray | None]
 def predict(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig,
             done: set[tuple[str, int]] | None = None) -> Iterator[tuple[list[Prepared], list[dict[str, Any]]]]:
     """Stream ``(chunk of images, their prediction records)``; preparation overlaps scoring."""
-    stream = prepared_stream(items, proposer, methods, config.runner.workers)
+    stream = prepared_stream(items, proposer, methods, config.runner.worker_count())
     with torch.inference_mode():
         for chunk in chunks(stream, config.runner.batch_size):
             yield chunk, judge_chunk(chunk, score_chunk(chunk, methods), config, done or set())

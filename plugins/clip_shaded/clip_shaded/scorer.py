@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 from pathlib import Path
@@ -232,7 +233,12 @@ class ClipScorer(EmbeddingScorer):
         return torch.cat(feats).float()
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
-        return self.tokenizer([self.options.template.format(t) for t in texts])
+        """Token ids ``[len(texts), context]``; open_clip's BPE runs in Python, so repeats come from a cache."""
+        return torch.stack([self._token_ids(t) for t in texts])
+
+    @functools.lru_cache(maxsize=1 << 16)
+    def _token_ids(self, text: str) -> torch.Tensor:
+        return self.tokenizer([self.options.template.format(text)])[0]
 
     def prepare_texts(self, texts: Sequence[str]) -> torch.Tensor:
         return self.tokenize(texts)
@@ -241,9 +247,11 @@ class ClipScorer(EmbeddingScorer):
         return torch.cat(list(prepared))
 
     def encode_texts(self, texts: torch.Tensor) -> torch.Tensor:
-        """Features of token ids (``prepare_texts`` output)."""
+        """Features of token ids (``prepare_texts`` output); a phrase repeated in the batch is encoded once."""
+        unique, inverse = torch.unique(texts, dim=0, return_inverse=True)
         with self.autocast():
-            return self.model.encode_text(texts.to(self.device), normalize=True).float()
+            features = self.model.encode_text(unique.to(self.device), normalize=True).float()
+        return features[inverse.to(self.device)]
 
     def logits(self, text_features: torch.Tensor, view_features: torch.Tensor) -> np.ndarray:
         scale = self.model.logit_scale.exp().float()
