@@ -65,7 +65,7 @@ def raw_loop(cfg: TrainConfig, steps: int) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=REPO / "data" / "perf" / "train")
+    p.add_argument("--data", type=Path, default=REPO / "data" / "perf")
     p.add_argument("--images", type=int, default=400)
     p.add_argument("--arch", nargs="+", default=["synth-rn"])
     p.add_argument("--batch-size", type=int, default=128)
@@ -74,14 +74,15 @@ def main() -> int:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    generate(args.data, SynthSpec(seed=2, images={"train": args.images, "val": 20}))
+    root = args.data / f"train{args.images}"
+    generate(root, SynthSpec(seed=2, images={"train": args.images, "val": 20}))
     tmp = Path(tempfile.mkdtemp(prefix="refbench-perf-train-"))
     print(f"CPU threads {torch.get_num_threads()}, batch {args.batch_size} phrases, workers {args.workers}")
     for arch in args.arch:
         results = {}
         for group in (False, True):
             layout = "image" if group else "phrase"
-            cfg = config(args.data, arch, tmp / f"{arch}-{layout}", group, args.batch_size, args.workers, args.threads)
+            cfg = config(root, arch, tmp / f"{arch}-{layout}", group, args.batch_size, args.workers, args.threads)
             summary = train(cfg, quiet=True)
             epoch = summary["epochs"][0]
             steps = math.ceil(epoch["phrases"] / args.batch_size)
