@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import RefbenchError
@@ -93,8 +94,15 @@ def _splits(rows: list[Row]) -> list[str]:
 
 
 def _sort_key(r: Row) -> tuple:
+    """Runs first, grouped by benchmark, best first; then the published rows."""
     main = r.overall if r.overall is not None else max(r.splits.values(), default=0.0)
-    return (r.source != "run", -main)
+    return (r.source != "run", r.benchmark if r.source == "run" else "", -main)
+
+
+def _short_id(r: Row) -> str:
+    """``<time>-<name>-<hash>`` without the name, which the benchmark column shows (full ids: --format json)."""
+    stamp_and_name, _, digest = r.run_id.rpartition("-")
+    return f"{stamp_and_name[:15]} {digest}" if r.run_id.startswith("20") and digest else r.run_id
 
 
 def _fmt(v: float | None) -> str:
@@ -137,24 +145,22 @@ def render(rows: list[Row], fmt: str = "table", console: Console | None = None) 
         console.print("No completed runs yet: `refbench run benchmarks/synthref_testA.yaml`.")
     for dataset, group in sorted(groups.items()):
         splits = _splits(group)
+        several = any(len(r.splits) > 1 for r in group)  # else "overall" repeats the split column
         table = Table(title=f"{dataset}: accuracy (%)", title_justify="left", show_lines=False)
         table.add_column("benchmark", style="cyan")
         table.add_column("method", style="bold", no_wrap=True)
-        for s in splits:
-            table.add_column(s, justify="right")
-        for col in ("overall", "upper bound", "n"):
-            table.add_column(col, justify="right")
-        table.add_column("date")
-        table.add_column("run / source", overflow="fold", max_width=34)
+        for col in [*splits, *(["overall"] if several else []), "upper bound", "n"]:
+            table.add_column(col, justify="right", no_wrap=True)
+        table.add_column("run / source", overflow="fold")
         ordered = sorted(group, key=_sort_key)
         for k, r in enumerate(ordered):
             reported = r.source == "reported"
             if reported and k and ordered[k - 1].source == "run":
                 table.add_section()
             table.add_row(
-                r.benchmark, r.method + (" (reported)" if reported else ""),
-                *[_fmt(r.splits.get(s)) for s in splits], _fmt(r.overall), _fmt(r.upper_bound), str(r.n or ""),
-                r.date, r.run_id if not reported else r.citation.split(",")[0],
+                escape(r.benchmark), escape(r.method) + (" (reported)" if reported else ""),
+                *[_fmt(r.splits.get(s)) for s in splits], *([_fmt(r.overall)] if several else []),
+                _fmt(r.upper_bound), str(r.n or ""), escape(_short_id(r) if not reported else r.citation.split(",")[0]),
                 style="dim" if reported else None,
             )
         console.print(table)
