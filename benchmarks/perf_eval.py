@@ -131,7 +131,7 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", default="auto", help="runner.workers: a number or auto")
     p.add_argument("--loop-images", type=int, default=None, help="run the slow phrase loop on the first N images only")
     p.add_argument("--raw-views", type=int, default=2048)
     p.add_argument("--random-init", action="store_true", help="ignore shipped checkpoints (speed does not depend on weights)")

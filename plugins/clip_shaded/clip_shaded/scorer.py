@@ -164,6 +164,7 @@ class ClipScorer(EmbeddingScorer):
             raise RefbenchError(f"precision {o.precision} needs a GPU", "use precision: fp32 on the CPU")
         self.model, self.arch, self.checkpoint_meta = build_model(o.arch, o.pretrained, o.checkpoint, o.init_seed)
         self.model.eval().to(self.device)
+        self._text_cache: dict[bytes, torch.Tensor] = {}  # token ids -> features; only valid while weights are fixed
         self.tokenizer = open_clip.get_tokenizer(self.arch)
         cfg = open_clip.get_model_preprocess_cfg(self.model)
         size = cfg["size"]
@@ -246,12 +247,23 @@ class ClipScorer(EmbeddingScorer):
     def concat_texts(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.cat(list(prepared))
 
+    def weights_changed(self) -> None:
+        """Call after changing ``model``'s weights (training): cached phrase features are stale."""
+        self._text_cache.clear()
+
     def encode_texts(self, texts: torch.Tensor) -> torch.Tensor:
-        """Features of token ids (``prepare_texts`` output); a phrase repeated in the batch is encoded once."""
+        """Features of token ids (``prepare_texts`` output). Each distinct phrase is encoded once per
+        run: features are kept for up to 65,536 phrases (a few MB), then the cache starts over."""
         unique, inverse = torch.unique(texts, dim=0, return_inverse=True)
-        with self.autocast():
-            features = self.model.encode_text(unique.to(self.device), normalize=True).float()
-        return features[inverse.to(self.device)]
+        keys = [row.numpy().tobytes() for row in unique]
+        new = [i for i, k in enumerate(keys) if k not in self._text_cache]
+        if new:
+            if len(self._text_cache) + len(new) > 1 << 16:
+                self._text_cache.clear()
+            with self.autocast():
+                features = self.model.encode_text(unique[new].to(self.device), normalize=True).float()
+            self._text_cache.update(zip((keys[i] for i in new), features))
+        return torch.stack([self._text_cache[k] for k in keys])[inverse.to(self.device)]
 
     def logits(self, text_features: torch.Tensor, view_features: torch.Tensor) -> np.ndarray:
         scale = self.model.logit_scale.exp().float()

@@ -324,6 +324,7 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
                 bar.update(task, advance=1, loss=float(np.mean(losses[-20:])))
             train_s = time.perf_counter() - t0
             model.eval()
+            scorer.weights_changed()
             t1 = time.perf_counter()
             val = evaluate(val_items, val_proposer, [method], val_bench)[config.name]
             entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "phrases": seen, "views": views,
