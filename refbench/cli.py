@@ -47,19 +47,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_run(record: dict[str, Any]) -> None:
+    """Accuracy per split, then per phrase type: two tables, so each fits a narrow terminal."""
     metrics = record["metrics"]
     splits = sorted({s for m in metrics.values() for s in m["splits"]})
     types = sorted({t for m in metrics.values() for t in m["phrase_types"]})
+    several = len(splits) > 1
     table = Table(title=f"{record['benchmark']} ({record['dataset_key']}): accuracy %, {record['protocol']['rule']}",
                   title_justify="left")
     table.add_column("method", no_wrap=True)
-    for col in [*splits, "overall", *types, "upper bound", "n"]:
-        table.add_column(col, justify="right")
+    for col in [*splits, *(["overall"] if several else []), "upper bound", "n"]:
+        table.add_column(col, justify="right", no_wrap=True)
     for method, m in metrics.items():
         table.add_row(escape(method), *[f"{m['splits'][s]['accuracy']:.2f}" if s in m["splits"] else "" for s in splits],
-                      f"[bold]{m['accuracy']:.2f}", *[f"{m['phrase_types'][t]['accuracy']:.1f}" if t in m["phrase_types"] else ""
-                                                        for t in types], f"{m['upper_bound']:.2f}", str(m["n"]))
+                      *([f"[bold]{m['accuracy']:.2f}"] if several else []), f"{m['upper_bound']:.2f}", str(m["n"]))
     console.print(table)
+    if types:
+        by_type = Table(title="accuracy % per phrase type", title_justify="left")
+        by_type.add_column("method", no_wrap=True)
+        for t in types:
+            by_type.add_column(t, justify="right", no_wrap=True)
+        for method, m in metrics.items():
+            by_type.add_row(escape(method), *[f"{m['phrase_types'][t]['accuracy']:.1f}" if t in m["phrase_types"] else ""
+                                              for t in types])
+        console.print(by_type)
     chance = next(iter(metrics.values()))["chance"]
     console.print(f"chance (uniform pick among candidates): {chance:.2f}%; wall {record['timing']['wall_s']:.1f}s")
 
