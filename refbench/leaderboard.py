@@ -33,6 +33,7 @@ class Row:
     run_id: str = ""
     source: str = "run"  # "run" or "reported"
     citation: str = ""
+    rule: str = ""  # the protocol's hit rule, e.g. "IoU(chosen, truth) > 0.5"; empty for published rows
     phrase_types: dict[str, float] = field(default_factory=dict)
 
 
@@ -60,6 +61,7 @@ def run_rows(store: Store, warn: Callable[[str], None]) -> list[Row]:
                     dataset=rec["dataset_key"], benchmark=benchmark, method=method,
                     splits={s: v["accuracy"] for s, v in m["splits"].items()}, overall=m["accuracy"],
                     upper_bound=m["upper_bound"], n=m["n"], date=rec.get("finished", "")[:10], run_id=rec["run_id"],
+                    rule=rec.get("protocol", {}).get("rule", ""),
                     phrase_types={t: v["accuracy"] for t, v in m.get("phrase_types", {}).items()},
                 ))
         except (KeyError, TypeError, AttributeError) as exc:
@@ -109,28 +111,42 @@ def _fmt(v: float | None) -> str:
     return "" if v is None else f"{v:.2f}"
 
 
-def render(rows: list[Row], fmt: str = "table", console: Console | None = None) -> str | None:
-    """``table`` prints rich tables (one per data set); other formats return text."""
+def _groups(rows: list[Row]) -> dict[str, list[Row]]:
+    """One table per data set and protocol rule: runs counted differently never share a table.
+    Published rows join every table of their data set."""
     groups: dict[str, list[Row]] = {}
     for r in rows:
-        groups.setdefault(r.dataset, []).append(r)
+        if r.source == "run":
+            groups.setdefault(f"{r.dataset}: accuracy (%), {r.rule}" if r.rule else f"{r.dataset}: accuracy (%)", []).append(r)
+    for r in rows:
+        if r.source != "run":
+            titles = [t for t, g in groups.items() if g[0].dataset == r.dataset and g[0].source == "run"]
+            for title in titles or [f"{r.dataset}: accuracy (%)"]:
+                groups.setdefault(title, []).append(r)
+    return groups
+
+
+def render(rows: list[Row], fmt: str = "table", console: Console | None = None) -> str | None:
+    """``table`` prints rich tables (one per data set and protocol rule); other formats return text."""
+    groups = _groups(rows)
     if fmt == "json":
         return json.dumps([asdict(r) for r in rows], indent=1)
     if fmt == "csv":
         buf = io.StringIO()
         splits = _splits(rows)
         w = csv.writer(buf)
-        w.writerow(["dataset", "benchmark", "method", *splits, "overall", "upper_bound", "n", "date", "run_id", "source", "citation"])
+        w.writerow(["dataset", "benchmark", "method", *splits, "overall", "upper_bound", "n", "date", "run_id", "source",
+                    "citation", "rule"])
         for r in rows:
             w.writerow([r.dataset, r.benchmark, r.method, *[_fmt(r.splits.get(s)) for s in splits], _fmt(r.overall),
-                        _fmt(r.upper_bound), r.n or "", r.date, r.run_id, r.source, r.citation])
+                        _fmt(r.upper_bound), r.n or "", r.date, r.run_id, r.source, r.citation, r.rule])
         return buf.getvalue()
     if fmt == "markdown":
         out = []
-        for dataset, group in sorted(groups.items()):
+        for title, group in sorted(groups.items()):
             splits = _splits(group)
             head = ["benchmark", "method", *splits, "overall", "upper bound", "n", "date", "run / source"]
-            out += [f"### {dataset}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            out += [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for r in sorted(group, key=_sort_key):
                 cells = [r.benchmark, r.method + (" *(reported)*" if r.source == "reported" else ""),
                          *[_fmt(r.splits.get(s)) for s in splits], _fmt(r.overall), _fmt(r.upper_bound),
@@ -143,12 +159,12 @@ def render(rows: list[Row], fmt: str = "table", console: Console | None = None) 
     console = console or Console()
     if not rows:
         console.print("No completed runs yet: `refbench run benchmarks/synthref_testA.yaml`.")
-    for dataset, group in sorted(groups.items()):
+    for title, group in sorted(groups.items()):
         splits = _splits(group)
         several = any(len(r.splits) > 1 for r in group)  # else "overall" repeats the split column
-        table = Table(title=f"{dataset}: accuracy (%)", title_justify="left", show_lines=False)
+        table = Table(title=escape(title), title_justify="left", show_lines=False)
         table.add_column("benchmark", style="cyan")
-        table.add_column("method", style="bold", no_wrap=True)
+        table.add_column("method", style="bold")
         for col in [*splits, *(["overall"] if several else []), "upper bound", "n"]:
             table.add_column(col, justify="right", no_wrap=True)
         table.add_column("run / source", overflow="fold")

@@ -136,7 +136,15 @@ def test_leaderboard_formats_and_corrupt_runs(synth_root, tmp_path, capsys, writ
     assert csv_text.splitlines()[0].startswith("dataset,benchmark,method,testA,testB,overall")
     assert "MAttNet" not in csv_text  # filtered to the synthref data set
     assert main(["leaderboard", "--results", str(tmp_path / "results"), "--format", "markdown"]) == 0
-    assert "### refcoco/unc" in capsys.readouterr().out
+    assert "### refcoco/unc: accuracy (%)" in capsys.readouterr().out
+    # a run counted with another rule gets a table of its own, never mixed with the others
+    other = write_config(bench_yaml(synth_root, RANDOM, extra="protocol: {comparison: '>='}"), "other.yaml")
+    assert run([other], tmp_path) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", "--results", str(tmp_path / "results"), "--format", "markdown", "--benchmark", "tiny"]) == 0
+    titles = [x for x in capsys.readouterr().out.splitlines() if x.startswith("### ")]
+    assert titles == ["### synthref/unc: accuracy (%), IoU(chosen, truth) > 0.5",
+                      "### synthref/unc: accuracy (%), IoU(chosen, truth) >= 0.5"]
     assert main(["leaderboard", "--results", str(tmp_path / "results")]) == 0
     table = capsys.readouterr().out
     assert "synthref/unc: accuracy (%)" in table and "random" in table
