@@ -129,11 +129,11 @@ def load_config(path: str | Path, runner: dict[str, Any] | None = None) -> Bench
         raise RefbenchError(f"{path}: " + "; ".join(describe_errors(exc)), "fix the fields named") from None
 
 
-def describe_errors(exc: ValidationError) -> list[str]:
+def describe_errors(exc: ValidationError, unknown: str = "unknown field") -> list[str]:
     """One short line per bad field: ``methods.0.scorer: Field required``."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = unknown if err["type"] == "extra_forbidden" else err["msg"]
         lines.append(f"{loc}: {msg}" if loc else msg)
     return lines

@@ -7,7 +7,7 @@ import io
 import json
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
-from typing import Any, Callable
+from typing import Callable
 
 import yaml
 from rich.console import Console

@@ -12,6 +12,7 @@ import pluggy
 from pydantic import ValidationError
 
 from . import hookspecs
+from .config import describe_errors
 from .errors import RefbenchError
 from .interfaces import Combinator, Component, Dataset, Prompter, Proposer, Scorer
 
@@ -104,13 +105,8 @@ class Registry:
 
 
 def _explain(exc: ValidationError, where: str, cls: type[Component]) -> tuple[str, str]:
-    problems = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(options)"
-        msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
-        problems.append(f"{loc}: {msg}")
     fields = ", ".join(cls.Options.model_fields) or "none"
-    return f"{where}: " + "; ".join(problems), f"valid options: {fields}"
+    return f"{where}: " + "; ".join(describe_errors(exc, unknown="unknown option")), f"valid options: {fields}"
 
 
 def _entry_points() -> list[EntryPoint]:

@@ -65,8 +65,6 @@ def test_missing_data_says_how_to_get_it(tmp_path, capsys, write_config):
 
 def test_missing_image_keeps_earlier_work_and_resumes(data_copy, tmp_path, capsys, write_config):
     cfg = write_config(bench_yaml(data_copy, CLIP, splits="[testA]") + "runner: {batch_size: 8, workers: 0}\n")
-    images = sorted((data_copy / "images").glob("*.jpg"))
-    test_a = json.loads((data_copy / "synthref" / "instances.json").read_text())
     refs = [r for r in pickle.load(open(data_copy / "synthref" / "refs(unc).p", "rb")) if r["split"] == "testA"]
     last_image = max(r["image_id"] for r in refs)
     victim = data_copy / "images" / f"synthref_{last_image:012d}.jpg"
@@ -85,7 +83,6 @@ def test_missing_image_keeps_earlier_work_and_resumes(data_copy, tmp_path, capsy
     assert run([cfg], tmp_path) == 0
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "complete" and record["sessions"][-1]["kept"] == kept
-    assert len(test_a["images"]) > 0
 
 
 def test_degenerate_and_empty_proposals(data_copy, tmp_path, capsys, write_config):

@@ -1,7 +1,6 @@
 import json
 import math
 
-import pytest
 
 from refbench.config import load_config
 from refbench.results import Store, read_record

@@ -166,6 +166,7 @@ class ClipScorer(EmbeddingScorer):
         self.model.eval().to(self.device)
         self._text_cache: dict[bytes, torch.Tensor] = {}  # token ids -> features; only valid while weights are fixed
         self.tokenizer = open_clip.get_tokenizer(self.arch)
+        self._token_ids = functools.lru_cache(maxsize=1 << 16)(self._tokenize_one)  # per scorer, bounded
         cfg = open_clip.get_model_preprocess_cfg(self.model)
         size = cfg["size"]
         self.size = size if isinstance(size, int) else size[0]
@@ -237,8 +238,7 @@ class ClipScorer(EmbeddingScorer):
         """Token ids ``[len(texts), context]``; open_clip's BPE runs in Python, so repeats come from a cache."""
         return torch.stack([self._token_ids(t) for t in texts])
 
-    @functools.lru_cache(maxsize=1 << 16)
-    def _token_ids(self, text: str) -> torch.Tensor:
+    def _tokenize_one(self, text: str) -> torch.Tensor:
         return self.tokenizer([self.options.template.format(text)])[0]
 
     def prepare_texts(self, texts: Sequence[str]) -> torch.Tensor:
