@@ -54,12 +54,11 @@ def judge(item: ImageItem, refs: Sequence[Ref], boxes: np.ndarray, logits: np.nd
     good = hits(ious, protocol)
     chosen = logits.argmax(axis=1)
     rows = np.arange(n_refs)
-    return [
-        _record(item, ref, method, int(chosen[t]), boxes[chosen[t]].tolist(), float(logits[t, chosen[t]]),
-                float(ious[t, chosen[t]]), bool(good[t, chosen[t]]), bool(good[t].any()),
-                float(good[t].mean()), n_boxes)
-        for t, ref in zip(rows, refs)
-    ]
+    # one conversion to Python values per column (not per phrase): judging runs on every phrase
+    columns = zip(refs, chosen.tolist(), boxes[chosen].tolist(), logits[rows, chosen].tolist(), ious[rows, chosen].tolist(),
+                  good[rows, chosen].tolist(), good.any(axis=1).tolist(), good.mean(axis=1).tolist())
+    return [_record(item, ref, method, c, box, score, iou, hit, oracle, chance, n_boxes)
+            for ref, c, box, score, iou, hit, oracle, chance in columns]
 
 
 def _record(item: ImageItem, ref: Ref, method: str, chosen: int | None, box: list[float], score: float,

@@ -44,6 +44,37 @@ def test_fast_path_equals_exact_render_at_model_size():
     assert fast.dtype == np.uint8 and np.array_equal(fast, exact)  # same arithmetic, same rounding
 
 
+def _shade_reference(image: np.ndarray, box: Box, alpha: float, colour: tuple, t: int) -> np.ndarray:
+    """The definition, pixel by pixel: inside the box's pixel rectangle, a pixel within ``t`` of its
+    edge is the colour, any other is the alpha blend; outside, the image."""
+    h, w = image.shape[:2]
+    x0 = min(max(round(box.x), 0), w - 1)
+    y0 = min(max(round(box.y), 0), h - 1)
+    x1 = min(max(round(box.x + box.w), x0 + 1), w)
+    y1 = min(max(round(box.y + box.h), y0 + 1), h)
+    out = image.copy()
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            edge = t and (y < y0 + t or y >= y1 - t or x < x0 + t or x >= x1 - t)
+            out[y, x] = colour if edge else np.rint(image[y, x] * (1 - alpha) + np.asarray(colour, np.float32) * alpha)
+    return out
+
+
+def test_shading_matches_its_definition_for_any_boxes():
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        h, w = (int(v) for v in rng.integers(1, 24, 2))
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        boxes = [Box(*(float(v) for v in rng.uniform([-4, -4, 0.2, 0.2], [w + 2, h + 2, w, h]))) for _ in range(int(rng.integers(0, 5)))]
+        options = dict(alpha=float(rng.choice([0.0, 0.5, 0.7, 1.0])), outline=int(rng.integers(0, 4)),
+                       colour=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        prompter = GreenShade(GreenShade.Options(**options))
+        views = prompter.render_array(image, boxes, scale=1.0)
+        assert views.shape == (len(boxes), h, w, 3)
+        for view, box in zip(views, boxes):
+            assert np.array_equal(view, _shade_reference(image, box, options["alpha"], options["colour"], options["outline"]))
+
+
 def test_resized_views_stay_close_to_exact_views(synth_root):
     exact = ClipScorer(ClipScorer.Options(arch="synth-rn"))
     fast = ClipScorer(ClipScorer.Options(arch="synth-rn", views="resized"))
@@ -66,6 +97,19 @@ def _logits(scorer, image, boxes, texts):
     views = scorer.prepare(image, boxes, GreenShade())
     with torch.inference_mode():
         return scorer.logits(scorer.encode_texts(scorer.prepare_texts(texts)), scorer.encode_views(views))
+
+
+def test_phrase_features_come_from_the_cache_exactly_as_computed(tiny_scorer, monkeypatch):
+    texts = ["left red cube", "big blue ball", "left red cube", "the green one", "big blue ball", "top right"]
+    tokens = tiny_scorer.tokenize(texts)
+    with torch.inference_mode():
+        direct = tiny_scorer.model.encode_text(tokens, normalize=True)
+        tiny_scorer.weights_changed()
+        monkeypatch.setattr(tiny_scorer, "text_cache_size", 3)  # the second call overflows the cache
+        first = tiny_scorer.encode_texts(tokens[:2])
+        both = tiny_scorer.encode_texts(tokens)
+    assert torch.allclose(first, direct[:2], atol=1e-6) and torch.allclose(both, direct, atol=1e-6)
+    assert torch.equal(both[0], both[2]) and len(tiny_scorer._text_cache) == 4
 
 
 def test_checkpoint_round_trip_gives_identical_logits(tiny_scorer, tmp_path):

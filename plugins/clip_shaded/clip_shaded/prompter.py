@@ -33,13 +33,8 @@ class GreenShade(Prompter):
 
     def render(self, image: Image.Image, boxes: Sequence[Box]) -> list[Image.Image]:
         base = np.asarray(image.convert("RGB"))
-        h, w = base.shape[:2]
-        views = []
-        for b in boxes:
-            view = base.copy()
-            self._shade(view, pixel_bounds(b, w, h), self.options.outline)
-            views.append(Image.fromarray(view))
-        return views
+        views = self._shade_all(base, boxes, self.options.outline)
+        return [Image.fromarray(view) for view in views]
 
     def render_array(self, image: np.ndarray, boxes: Sequence[Box], scale: float, out: np.ndarray | None = None) -> np.ndarray:
         """Fast path: shade an image already resized to the model's input (``H x W x 3`` uint8).
@@ -48,24 +43,31 @@ class GreenShade(Prompter):
         resized image's pixels and the outline shrinks by ``scale`` (resized / original):
         the same arithmetic as :meth:`render`, with the resize done before instead of after.
         """
+        t = max(1, round(self.options.outline * scale)) if self.options.outline else 0
+        return self._shade_all(image, boxes, t, out)
+
+    def _shade_all(self, image: np.ndarray, boxes: Sequence[Box], t: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Every box on its own copy of ``image`` (H x W x 3 uint8): the box blended with the colour at
+        ``alpha``, and a ``t``-pixel outline drawn inside it. A blended pixel depends only on the
+        image's pixel, so the blend is computed once per image (where any box is) and each view copies its
+        box from it."""
         h, w = image.shape[:2]
         views = np.empty((len(boxes), h, w, 3), dtype=np.uint8) if out is None else out
-        views[:] = image
-        t = max(1, round(self.options.outline * scale)) if self.options.outline else 0
-        for view, b in zip(views, boxes):
-            self._shade(view, pixel_bounds(b, w, h), t)
-        return views
-
-    def _shade(self, view: np.ndarray, bounds: tuple[int, int, int, int], t: int) -> None:
-        """Blend the box into ``view`` (H x W x 3 uint8, in place) and draw a ``t``-pixel outline inside it."""
-        x0, y0, x1, y1 = bounds
+        if not len(boxes):
+            return views
         a = self.options.alpha
         colour = np.asarray(self.options.colour, dtype=np.float32)
-        region = view[y0:y1, x0:x1]
-        region[:] = np.rint(region * (1 - a) + colour * a)  # only the box is touched
-        if t:
-            solid = colour.astype(np.uint8)
-            view[y0 : min(y0 + t, y1), x0:x1] = solid
-            view[max(y1 - t, y0) : y1, x0:x1] = solid
-            view[y0:y1, x0 : min(x0 + t, x1)] = solid
-            view[y0:y1, max(x1 - t, x0) : x1] = solid
+        bounds = [pixel_bounds(b, w, h) for b in boxes]
+        left, top = min(b[0] for b in bounds), min(b[1] for b in bounds)  # blend only where some box is
+        right, bottom = max(b[2] for b in bounds), max(b[3] for b in bounds)
+        blended = np.rint(image[top:bottom, left:right] * (1 - a) + colour * a).astype(np.uint8)
+        solid = colour.astype(np.uint8)
+        views[:] = image
+        for view, (x0, y0, x1, y1) in zip(views, bounds):
+            view[y0:y1, x0:x1] = blended[y0 - top : y1 - top, x0 - left : x1 - left]
+            if t:
+                view[y0 : min(y0 + t, y1), x0:x1] = solid
+                view[max(y1 - t, y0) : y1, x0:x1] = solid
+                view[y0:y1, x0 : min(x0 + t, x1)] = solid
+                view[y0:y1, max(x1 - t, x0) : x1] = solid
+        return views

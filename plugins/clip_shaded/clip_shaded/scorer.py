@@ -137,6 +137,8 @@ def _device(name: str) -> torch.device:
 class ClipScorer(EmbeddingScorer):
     """open_clip model scoring phrases against prompted views (cosine x logit scale)."""
 
+    text_cache_size = 1 << 16  # phrase features kept per run
+
     class Options(Options):
         arch: str | None = Field(None, description="open_clip architecture; read from the checkpoint when omitted")
         pretrained: str | None = Field(None, description="open_clip pretrained tag, e.g. openai (needs internet once)")
@@ -236,10 +238,10 @@ class ClipScorer(EmbeddingScorer):
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """Token ids ``[len(texts), context]``; open_clip's BPE runs in Python, so repeats come from a cache."""
-        return torch.stack([self._token_ids(t) for t in texts])
+        return torch.from_numpy(np.stack([self._token_ids(t) for t in texts]))
 
-    def _tokenize_one(self, text: str) -> torch.Tensor:
-        return self.tokenizer([self.options.template.format(text)])[0]
+    def _tokenize_one(self, text: str) -> np.ndarray:
+        return self.tokenizer([self.options.template.format(text)])[0].numpy()
 
     def prepare_texts(self, texts: Sequence[str]) -> torch.Tensor:
         return self.tokenize(texts)
@@ -254,16 +256,20 @@ class ClipScorer(EmbeddingScorer):
     def encode_texts(self, texts: torch.Tensor) -> torch.Tensor:
         """Features of token ids (``prepare_texts`` output). Each distinct phrase is encoded once per
         run: features are kept for up to 65,536 phrases (a few MB), then the cache starts over."""
-        unique, inverse = torch.unique(texts, dim=0, return_inverse=True)
-        keys = [row.numpy().tobytes() for row in unique]
-        new = [i for i, k in enumerate(keys) if k not in self._text_cache]
+        rows = texts.numpy()
+        first: dict[bytes, int] = {}  # distinct phrase -> its first row
+        keys = [row.tobytes() for row in rows]
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        new = [i for k, i in first.items() if k not in self._text_cache]
         if new:
-            if len(self._text_cache) + len(new) > 1 << 16:
+            if len(self._text_cache) + len(new) > self.text_cache_size:
                 self._text_cache.clear()
+                new = list(first.values())
             with self.autocast():
-                features = self.model.encode_text(unique[new].to(self.device), normalize=True).float()
+                features = self.model.encode_text(texts[new].to(self.device), normalize=True).float()
             self._text_cache.update(zip((keys[i] for i in new), features))
-        return torch.stack([self._text_cache[k] for k in keys])[inverse.to(self.device)]
+        return torch.stack([self._text_cache[k] for k in keys])
 
     def logits(self, text_features: torch.Tensor, view_features: torch.Tensor) -> np.ndarray:
         scale = self.model.logit_scale.exp().float()
