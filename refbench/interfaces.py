@@ -147,8 +147,13 @@ class Scorer(Component, ABC):
 class EmbeddingScorer(Scorer, ABC):
     """A two-tower scorer: logits factor into per-view and per-text features.
 
-    The runner then encodes views of many images in one batch and each phrase once.
+    The runner then encodes views of many images in one batch and each phrase once. ``prepare``,
+    ``prepare_texts``, ``concat`` and ``concat_texts`` run in the background workers (a worker
+    joins the images of a chunk); the encoders and ``logits`` in the main process.
     """
+
+    #: True when batches should reach ``encode_views`` in pinned memory (GPU scorers).
+    pin_memory: bool = False
 
     @abstractmethod
     def encode_views(self, views: Any) -> Any:
@@ -172,7 +177,8 @@ class EmbeddingScorer(Scorer, ABC):
 
     @abstractmethod
     def concat(self, prepared: Sequence[Any]) -> Any:
-        """Join several images' prepared views into one batch for :meth:`encode_views`."""
+        """Join several images' prepared views into one batch for :meth:`encode_views`
+        (:func:`refbench.transfer.cat` builds tensors in shared memory when run in a worker)."""
 
     def score(self, request: ScoreRequest) -> np.ndarray:
         return self.logits(self.encode_texts(self.prepare_texts(request.texts)), self.encode_views(request.views))

@@ -109,42 +109,88 @@ def load_image(item: ImageItem) -> Image.Image:
 
 @dataclass
 class Prepared:
-    """One image ready for the models: its candidates and each view-method's input."""
+    """One image ready for the models: its candidates and the per-image input of scorers
+    that score one image at a time (embedding scorers' inputs travel batched in the :class:`Chunk`)."""
 
     item: ImageItem
     boxes: list[Box]
-    views: dict[str, Any]
+    views: dict[str, Any] = field(default_factory=dict)
+    texts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Chunk:
+    """Consecutive images whose views (at most ``batch_size``, or one image's) are encoded together.
+
+    Built in the worker that prepared the images: for each embedding method one batch of views
+    and one of phrases (the scorer's ``concat`` / ``concat_texts``), so a chunk crosses to the
+    main process as a few large tensors rather than two per image.
+    """
+
+    images: list[Prepared]
+    views: dict[str, Any] = field(default_factory=dict)
     texts: dict[str, Any] = field(default_factory=dict)
     error: RefbenchError | None = None
 
+    @property
+    def n_views(self) -> int:
+        return sum(len(p.boxes) for p in self.images)
+
 
 def prepare(item: ImageItem, proposer: Proposer, view_methods: Sequence[Method]) -> Prepared:
-    try:
-        boxes = proposer.propose(item)
-        check_boxes(boxes, item.width, item.height, f"image {item.image_id} candidates")
-        views: dict[str, Any] = {}
-        texts: dict[str, Any] = {}
-        if view_methods and boxes:
-            image = load_image(item)
-            for m in view_methods:
-                assert m.scorer is not None
-                views[m.id] = m.scorer.prepare(image, boxes, m.prompter)
-                if isinstance(m.scorer, EmbeddingScorer):
-                    texts[m.id] = m.scorer.prepare_texts([r.text for r in item.refs])
-        return Prepared(item, boxes, views, texts)
-    except RefbenchError as exc:  # travels to the main process as a value, message intact
-        return Prepared(item, [], {}, error=exc)
+    boxes = proposer.propose(item)
+    check_boxes(boxes, item.width, item.height, f"image {item.image_id} candidates")
+    p = Prepared(item, boxes)
+    if view_methods and boxes:
+        image = load_image(item)
+        for m in view_methods:
+            assert m.scorer is not None
+            p.views[m.id] = m.scorer.prepare(image, boxes, m.prompter)
+            if isinstance(m.scorer, EmbeddingScorer):
+                p.texts[m.id] = m.scorer.prepare_texts([r.text for r in item.refs])
+    return p
 
 
-class _Images(torch.utils.data.IterableDataset):
-    def __init__(self, items: list[ImageItem], proposer: Proposer, view_methods: list[Method]) -> None:
-        self.items, self.proposer, self.view_methods = items, proposer, view_methods
+def seal(images: list[Prepared], view_methods: Sequence[Method]) -> Chunk:
+    """Join the images' inputs of every embedding method into one batch each."""
+    chunk = Chunk(images)
+    live = [p for p in images if p.boxes]
+    for m in view_methods:
+        if isinstance(m.scorer, EmbeddingScorer) and live:
+            chunk.views[m.id] = m.scorer.concat([p.views.pop(m.id) for p in live])
+            chunk.texts[m.id] = m.scorer.concat_texts([p.texts.pop(m.id) for p in live])
+    return chunk
 
-    def __iter__(self) -> Iterator[Prepared]:
+
+def build_chunks(items: Iterable[ImageItem], proposer: Proposer, view_methods: Sequence[Method], batch_size: int) -> Iterator[Chunk]:
+    """Prepare images in order and group them so each chunk holds at most ``batch_size`` views (or one image)."""
+    pending: list[Prepared] = []
+    n = 0
+    for item in items:
+        try:
+            p = prepare(item, proposer, view_methods)
+        except RefbenchError as exc:  # travels to the main process as a value, message intact
+            if pending:
+                yield seal(pending, view_methods)
+            yield Chunk([], error=exc)
+            return
+        if pending and n + len(p.boxes) > batch_size:
+            yield seal(pending, view_methods)
+            pending, n = [], 0
+        pending.append(p)
+        n += len(p.boxes)
+    if pending:
+        yield seal(pending, view_methods)
+
+
+class _Chunks(torch.utils.data.IterableDataset):
+    def __init__(self, items: list[ImageItem], proposer: Proposer, view_methods: list[Method], batch_size: int) -> None:
+        self.items, self.proposer, self.view_methods, self.batch_size = items, proposer, view_methods, batch_size
+
+    def __iter__(self) -> Iterator[Chunk]:
         info = torch.utils.data.get_worker_info()
         shard = self.items if info is None else self.items[info.id :: info.num_workers]
-        for item in shard:
-            yield prepare(item, self.proposer, self.view_methods)
+        return build_chunks(shard, self.proposer, self.view_methods, self.batch_size)
 
 
 def _single(x: Any) -> Any:
@@ -155,67 +201,52 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # workers render; the main process owns the cores for the model
 
 
-def prepared_stream(items: list[ImageItem], proposer: Proposer, methods: list[Method], workers: int) -> Iterable[Prepared]:
-    """Prepared images in order of ``items``' shards; pinning for the GPU is left to the scorer's ``concat``
-    (one copy into pinned memory per batch instead of one per image plus the batch copy)."""
+def chunk_stream(items: list[ImageItem], proposer: Proposer, methods: list[Method], batch_size: int, workers: int) -> Iterable[Chunk]:
+    """Chunks prepared in ``workers`` background processes (in this one when 0). Each worker
+    prepares every ``workers``-th image and groups its own images into chunks; at most two
+    chunks per worker wait in memory, so memory stays flat however large the data set."""
     view_methods = [m for m in methods if m.uses_views]
-    source = _Images(items, proposer, view_methods)
+    source = _Chunks(items, proposer, view_methods, batch_size)
+    pin = any(isinstance(m.scorer, EmbeddingScorer) and m.scorer.pin_memory for m in view_methods)
     if workers == 0 or not items:
         return iter(source)
     return torch.utils.data.DataLoader(source, batch_size=None, num_workers=min(workers, len(items)), collate_fn=_single,
-                                       worker_init_fn=_worker_init, prefetch_factor=4)
-
-
-def chunks(stream: Iterable[Prepared], batch_size: int) -> Iterator[list[Prepared]]:
-    """Group consecutive images so each chunk holds at most ``batch_size`` views (or one image)."""
-    chunk: list[Prepared] = []
-    n = 0
-    for p in stream:
-        if p.error is not None:
-            raise p.error
-        if chunk and n + len(p.boxes) > batch_size:
-            yield chunk
-            chunk, n = [], 0
-        chunk.append(p)
-        n += len(p.boxes)
-    if chunk:
-        yield chunk
+                                       worker_init_fn=_worker_init, prefetch_factor=2, pin_memory=pin)
 
 
 # ---------------------------------------------------------------- scoring (main process)
 
 
-def score_chunk(chunk: list[Prepared], methods: list[Method]) -> dict[str, list[np.ndarray | None]]:
+def score_chunk(chunk: Chunk, methods: list[Method]) -> dict[str, list[np.ndarray | None]]:
     """Logits per method per image of the chunk (``None`` for an image without candidates)."""
     out: dict[str, list[np.ndarray | None]] = {}
-    live = [i for i, p in enumerate(chunk) if p.boxes]
+    images = chunk.images
+    live = [i for i, p in enumerate(images) if p.boxes]
     for m in methods:
-        logits: list[np.ndarray | None] = [None] * len(chunk)
+        logits: list[np.ndarray | None] = [None] * len(images)
         if m.combinator is not None:
             for i in live:
                 logits[i] = m.combinator.combine([out[x][i] for x in m.combinator.members])
         elif isinstance(m.scorer, EmbeddingScorer) and live:
             s = m.scorer
-            view_feats = s.encode_views(s.concat([chunk[i].views[m.id] for i in live]))
-            text_feats = s.encode_texts(s.concat_texts([chunk[i].texts[m.id] for i in live]))
-            every = s.logits(text_feats, view_feats)  # one product for the chunk; each image takes its block
-            v = t = 0
+            every = s.logits(s.encode_texts(chunk.texts[m.id]), s.encode_views(chunk.views[m.id]))
+            v = t = 0  # one product for the chunk; each image takes its block
             for i in live:
-                nv, nt = len(chunk[i].boxes), len(chunk[i].item.refs)
+                nv, nt = len(images[i].boxes), len(images[i].item.refs)
                 logits[i] = every[t : t + nt, v : v + nv]
                 v, t = v + nv, t + nt
         elif m.scorer is not None:
             for i in live:
-                p = chunk[i]
+                p = images[i]
                 logits[i] = m.scorer.score(ScoreRequest(p.item, p.item.refs, p.boxes, p.views.get(m.id)))
         out[m.id] = logits
     return out
 
 
-def judge_chunk(chunk: list[Prepared], logits: dict[str, list[np.ndarray | None]], config: BenchmarkConfig,
+def judge_chunk(chunk: Chunk, logits: dict[str, list[np.ndarray | None]], config: BenchmarkConfig,
                 done: set[tuple[str, int]]) -> list[dict[str, Any]]:
     records = []
-    for i, p in enumerate(chunk):
+    for i, p in enumerate(chunk.images):
         boxes = as_array(p.boxes)
         for method, per_image in logits.items():
             for r in judge(p.item, p.item.refs, boxes, per_image[i], config.protocol, method):
@@ -225,11 +256,13 @@ def judge_chunk(chunk: list[Prepared], logits: dict[str, list[np.ndarray | None]
 
 
 def predict(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig,
-            done: set[tuple[str, int]] | None = None) -> Iterator[tuple[list[Prepared], list[dict[str, Any]]]]:
+            done: set[tuple[str, int]] | None = None) -> Iterator[tuple[Chunk, list[dict[str, Any]]]]:
     """Stream ``(chunk of images, their prediction records)``; preparation overlaps scoring."""
-    stream = prepared_stream(items, proposer, methods, config.runner.worker_count())
+    stream = chunk_stream(items, proposer, methods, config.runner.batch_size, config.runner.worker_count())
     with torch.inference_mode():
-        for chunk in chunks(stream, config.runner.batch_size):
+        for chunk in stream:
+            if chunk.error is not None:
+                raise chunk.error
             yield chunk, judge_chunk(chunk, score_chunk(chunk, methods), config, done or set())
 
 
@@ -331,9 +364,9 @@ def _execute(bench: Bench, run: Run, progress: ProgressFn | None, announce: Call
         progress(n_images, len(items), written)
     for chunk, records in predict(todo, bench.proposer, bench.methods, config, done):
         run.append(records)
-        n_images += len(chunk)
+        n_images += len(chunk.images)
         written += len(records)
-        n_views += sum(len(p.boxes) for p in chunk)
+        n_views += chunk.n_views
         if progress:
             progress(n_images, len(items), written)
     wall = time.perf_counter() - start

@@ -16,7 +16,7 @@ from PIL import Image
 from pydantic import Field
 from torchvision import transforms
 
-from refbench import Box, EmbeddingScorer, Options, Prompter, RefbenchError
+from refbench import Box, EmbeddingScorer, Options, Prompter, RefbenchError, transfer
 
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIGS)  # tiny architectures that train on a CPU
@@ -214,13 +214,13 @@ class ClipScorer(EmbeddingScorer):
         return (x - self.mean) / self.std
 
     def concat(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
-        """One batch; on CUDA straight into pinned memory, so the copy to the GPU is asynchronous."""
-        cuda = self.device.type == "cuda"
-        if len(prepared) == 1 and not cuda:
-            return prepared[0]
-        shape = (sum(p.shape[0] for p in prepared), *prepared[0].shape[1:])
-        out = torch.empty(shape, dtype=prepared[0].dtype, pin_memory=cuda)
-        return torch.cat(list(prepared), out=out)
+        """One batch of views; built in the worker, in shared memory (``refbench.transfer.cat``)."""
+        return transfer.cat(prepared)
+
+    @property
+    def pin_memory(self) -> bool:
+        """Batches go to the GPU from pinned memory, so copies are asynchronous (the runner pins them)."""
+        return self.device.type == "cuda"
 
     # ------------------------------------------------------------ encoding (main process)
 
@@ -247,7 +247,7 @@ class ClipScorer(EmbeddingScorer):
         return self.tokenize(texts)
 
     def concat_texts(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
-        return torch.cat(list(prepared))
+        return transfer.cat(prepared)
 
     def weights_changed(self) -> None:
         """Call after changing ``model``'s weights (training): cached phrase features are stale."""
