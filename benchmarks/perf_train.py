@@ -28,7 +28,7 @@ from clip_shaded.train import StepBatches, TrainConfig, plan_epoch, records_of, 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def config(root: Path, arch: str, out: Path, group: bool, batch: int, workers: int, threads: int | None) -> TrainConfig:
+def config(root: Path, arch: str, out: Path, group: bool, batch: int, workers: int | str, threads: int | None) -> TrainConfig:
     base = yaml.safe_load((REPO / "benchmarks" / "train" / "synthref_rn.yaml").read_text())
     text = yaml.safe_dump(base).replace("data/synthref", str(root))
     data = yaml.safe_load(text)
@@ -69,7 +69,8 @@ def main() -> int:
     p.add_argument("--images", type=int, default=400)
     p.add_argument("--arch", nargs="+", default=["synth-rn"])
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", default="auto", type=lambda v: v if v == "auto" else int(v),
+                   help="recipe.workers: a number or auto (in-process on 2 CPUs)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     if args.threads:

@@ -6,10 +6,10 @@ import hashlib
 import os
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .boxes import IoUConvention
 from .errors import RefbenchError
@@ -54,23 +54,32 @@ class MethodConfig(_Strict):
         return self
 
 
+def worker_count(workers: int | str) -> int:
+    """``auto``: CPUs - 2, at most 8. On 2 cores the model needs both, and preparing in the
+    main process between model calls was measured faster than a competing worker process
+    (evaluation and training alike)."""
+    if workers == "auto":
+        return max(0, min(8, (os.cpu_count() or 1) - 2))
+    return int(workers)
+
+
+def _check_workers(v: int | str) -> int | str:
+    if isinstance(v, int) and v < 0:
+        raise ValueError("workers must be >= 0 or 'auto'")
+    return v
+
+
+Workers = Annotated[int | Literal["auto"], AfterValidator(_check_workers)]
+
+
 class RunnerConfig(_Strict):
     batch_size: int = Field(256, ge=1, description="views per encoder call")
-    workers: int | Literal["auto"] = Field(
+    workers: Workers = Field(
         "auto", description="background processes preparing views; 0 = in the main process; auto = CPUs - 2, at most 8")
 
-    @field_validator("workers")
-    @classmethod
-    def _workers(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 0:
-            raise ValueError("workers must be >= 0 or 'auto'")
-        return v
-
     def worker_count(self) -> int:
-        """On 2 cores the encoder needs both: preparing in the main process is faster there."""
-        if self.workers == "auto":
-            return max(0, min(8, (os.cpu_count() or 1) - 2))
-        return int(self.workers)
+        return worker_count(self.workers)
+
     limit: int | None = Field(None, ge=1, description="only the first N images (smoke tests)")
 
 

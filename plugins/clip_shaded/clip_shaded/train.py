@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from refbench import ImageItem, RefbenchError
-from refbench.config import BenchmarkConfig, ComponentSpec, ProtocolConfig, describe_errors
+from refbench.config import BenchmarkConfig, ComponentSpec, ProtocolConfig, Workers, describe_errors, worker_count
 from refbench.plugins import registry
 from refbench.results import package_versions, write_atomic
 from refbench.runner import Method, evaluate, load_image
@@ -60,7 +60,7 @@ class Recipe(_Strict):
     seed: int = Field(0, ge=0)
     group_by_image: bool = Field(True, description="steps hold whole images, so shared views are encoded once")
     freeze: list[str] = Field(default_factory=list, description="parameter-name prefixes kept fixed, e.g. token_embedding")
-    workers: int = Field(1, ge=0, description="background processes rendering views")
+    workers: Workers = Field("auto", description="background processes rendering views; 0 = in the main process; auto = CPUs - 2, at most 8")
     threads: int | None = Field(None, ge=1, description="torch CPU threads")
 
 
@@ -297,10 +297,11 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
         for epoch in range(state["epoch"], min(recipe.epochs, until_epoch or recipe.epochs)):
             steps = plans[epoch]
             task = bar.add_task(f"{config.name} epoch {epoch + 1}/{recipe.epochs}", total=len(steps), loss=float("nan"))
+            workers = worker_count(recipe.workers)
             loader = torch.utils.data.DataLoader(
-                StepBatches(items, steps, scorer, prompter), batch_size=None, shuffle=False, num_workers=recipe.workers,
-                prefetch_factor=4 if recipe.workers else None, pin_memory=device.type == "cuda",
-                worker_init_fn=_one_thread if recipe.workers else None)
+                StepBatches(items, steps, scorer, prompter), batch_size=None, shuffle=False, num_workers=workers,
+                prefetch_factor=4 if workers else None, pin_memory=device.type == "cuda",
+                worker_init_fn=_one_thread if workers else None)
             model.train()
             t0, seen, views, losses = time.perf_counter(), 0, 0, []
             for batch in loader:
