@@ -113,13 +113,44 @@ def raw_encoder(cfg_path: Path, batch: int, views_wanted: int, repeats: int = 3)
     return len(views) / best
 
 
-def peak_rss(cfg_path: Path, results: Path, extra: list[str] = ()) -> float:
-    """Peak RSS (MiB) of a `refbench run` process, measured from a fresh parent."""
-    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL);"
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "refbench", "run", str(cfg_path),
-                          "--results", str(results), "-q", "--new", *extra], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip().splitlines()[-1]) / 1024
+def _rss_mib(pid: int | str = "self") -> float:
+    """Resident memory of a process and its children (the runner's workers), MiB."""
+    total = 0.0
+    pids, seen = [str(pid)], set()
+    while pids:
+        p = pids.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total += int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1]) / 1024
+            for task in Path(f"/proc/{p}/task").iterdir():
+                pids += (task / "children").read_text().split()
+        except (OSError, StopIteration):
+            continue
+    return total
+
+
+def rss_child(cfg_path: Path, results: Path, limit: int | None, mark: int) -> None:
+    """Run the benchmark in this (fresh) process, sampling RSS after every chunk; print JSON."""
+    import resource
+
+    config = load_config(cfg_path, runner={"limit": limit} if limit else None)
+    trace: list[tuple[int, float]] = []
+    run_benchmark(config, Store(results), fresh=True, progress=lambda done, total, written: trace.append((done, _rss_mib())))
+    streamed = [r for n, r in trace[1:]]  # after the data set is loaded and the first chunk is done
+    print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "first": trace[1][1] if len(trace) > 1 else None,
+                      "at_mark": max((r for n, r in trace[1:] if n <= mark), default=None),
+                      "streamed_max": max(streamed, default=None), "images": trace[-1][0]}))
+
+
+def peak_rss(cfg_path: Path, results: Path, limit: int | None, mark: int) -> dict:
+    """RSS figures of a benchmark run in a fresh process (see ``rss_child``)."""
+    out = subprocess.run([sys.executable, __file__, "--rss-child", str(cfg_path), str(results), str(limit or 0), str(mark)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
@@ -135,7 +166,13 @@ def main() -> int:
     p.add_argument("--raw-views", type=int, default=2048)
     p.add_argument("--random-init", action="store_true", help="ignore shipped checkpoints (speed does not depend on weights)")
     p.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c"])
+    p.add_argument("--rss-repeats", type=int, default=3)
+    p.add_argument("--rss-child", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.rss_child:
+        cfg, results, limit, mark = args.rss_child
+        rss_child(Path(cfg), Path(results), int(limit) or None, int(mark))
+        return 0
 
     root = dataset(args.data / f"x{args.images}", args.images)
     tmp = Path(tempfile.mkdtemp(prefix="refbench-perf-"))
@@ -186,15 +223,28 @@ def main() -> int:
         for r in (root, big):
             cfgs[r] = tmp / f"rss-{r.name}.yaml"
             cfgs[r].write_text(config_text(r, method(args, arch, "resized"), args.batch_size, args.workers))
-        small_files = peak_rss(cfgs[root], tmp / "rss-results")
-        first = peak_rss(cfgs[big], tmp / "rss-results", ["--limit", str(args.images)])
-        full = peak_rss(cfgs[big], tmp / "rss-results")
-        print(f"(c) peak RSS of `refbench run` ({arch}): {4 * args.images}-image files, first {args.images} images "
-              f"{first:.0f} MiB, all {4 * args.images} {full:.0f} MiB: {100 * (full / first - 1):+.1f}% "
-              f"(the pipeline); {args.images}-image files {small_files:.0f} MiB: {100 * (full / small_files - 1):+.1f}% "
-              f"(adds loading 4x the annotation and detection files)")
-        report["rss_growth"] = full / first - 1
-        report["rss_growth_with_files"] = full / small_files - 1
+        rows = {"small files": [], "first": [], "all": []}
+        for _ in range(args.rss_repeats):  # interleaved: the machine's state drifts between runs
+            rows["small files"].append(peak_rss(cfgs[root], tmp / "rss-results", None, args.images))
+            rows["first"].append(peak_rss(cfgs[big], tmp / "rss-results", args.images, args.images))
+            rows["all"].append(peak_rss(cfgs[big], tmp / "rss-results", None, args.images))
+        med = {k: {f: float(np.median([x[f] for x in v])) for f in ("peak", "first", "at_mark", "streamed_max")} for k, v in rows.items()}
+        for k, v in rows.items():
+            def mib(field: str) -> str:
+                return ", ".join(f"{x[field]:.0f}" for x in v)
+
+            print(f"(c) [{arch}] {k}: peak RSS {mib('peak')} MiB; while streaming: after the first chunk {mib('first')}, "
+                  f"highest {mib('streamed_max')} MiB")
+        growth = med["all"]["peak"] / med["first"]["peak"] - 1
+        within = med["all"]["streamed_max"] / med["all"]["at_mark"] - 1
+        print(f"(c) [{arch}] median peak RSS: {4 * args.images} images {med['all']['peak']:.0f} MiB vs first {args.images} of the same "
+              f"files {med['first']['peak']:.0f} MiB: {100 * growth:+.1f}%; vs {args.images}-image files "
+              f"{med['small files']['peak']:.0f} MiB: {100 * (med['all']['peak'] / med['small files']['peak'] - 1):+.1f}% "
+              f"(adds 4x the annotation and detection files)")
+        print(f"(c) [{arch}] within the {4 * args.images}-image run: highest RSS up to image {args.images} "
+              f"{med['all']['at_mark']:.0f} MiB, over all {4 * args.images} {med['all']['streamed_max']:.0f} MiB: {100 * within:+.1f}%")
+        report["rss_growth"] = growth
+        report["rss_growth_within_run"] = within
     print("summary:", json.dumps(report, default=float))
     return 0
 

@@ -175,6 +175,12 @@ class EmbeddingScorer(Scorer, ABC):
     def logits(self, text_features: Any, view_features: Any) -> np.ndarray:
         """``[n_texts, n_views]`` logits from features."""
 
+    def to_device(self, views: Any) -> Any:
+        """Move a batch (``concat`` output) to where the model runs, e.g. asynchronously to a GPU.
+        The runner slices batches (``views[a:b]``) and joins slices with ``concat`` so that every
+        ``encode_views`` call gets exactly ``runner.batch_size`` views (the last may be smaller)."""
+        return views
+
     @abstractmethod
     def concat(self, prepared: Sequence[Any]) -> Any:
         """Join several images' prepared views into one batch for :meth:`encode_views`

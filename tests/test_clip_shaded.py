@@ -236,3 +236,22 @@ def test_short_training_lowers_the_loss_and_beats_chance(synth_root, tmp_path):
     other = config.model_copy(update={"recipe": config.recipe.model_copy(update={"lr": 1e-4})})
     with pytest.raises(RefbenchError, match="another config"):
         train(other, quiet=True)
+
+
+def test_predictions_do_not_depend_on_batching_or_workers(synth_root, tmp_path, write_config):
+    """Encoder batches cut across images (batch 7 splits most images over two calls); workers
+    build their own chunks; a combinator and a per-image scorer ride along. Same predictions."""
+    methods = ("  - {id: clip, prompter: {plugin: green_shade}, scorer: {plugin: clip, arch: synth-rn, init_seed: 4, views: resized}}\n"
+               "  - {id: largest, scorer: {plugin: largest}}\n"
+               "  - {id: mix, combine: {plugin: mean_logits, of: [clip, largest], weights: [1, 0]}}")
+    rows = {}
+    for batch, workers in ((7, 0), (64, 2), (1000, 0)):
+        cfg = write_config(bench_yaml(synth_root, methods, splits="[testA]", extra=f"runner: {{batch_size: {batch}, workers: {workers}}}"),
+                           f"b{batch}.yaml")
+        run = run_benchmark(load_config(cfg), Store(tmp_path / f"r{batch}"))
+        rows[batch] = {(r["method"], r["sent_id"]): r for r in map(json.loads, run.journal_path.read_text().splitlines())}
+    assert rows[7].keys() == rows[64].keys() == rows[1000].keys() and len(rows[7]) == 3 * sum(1 for k in rows[7] if k[0] == "clip")
+    for key, r in rows[1000].items():
+        for other in (rows[7][key], rows[64][key]):
+            assert other["chosen"] == r["chosen"] and abs(other["score"] - r["score"]) < 1e-3
+    assert all(rows[1000][("mix", s)]["chosen"] == rows[1000][("clip", s)]["chosen"] for _, s in rows[1000] if _ == "clip")

@@ -217,6 +217,9 @@ class ClipScorer(EmbeddingScorer):
         """One batch of views; built in the worker, in shared memory (``refbench.transfer.cat``)."""
         return transfer.cat(prepared)
 
+    def to_device(self, views: torch.Tensor) -> torch.Tensor:
+        return views.to(self.device, non_blocking=True)
+
     @property
     def pin_memory(self) -> bool:
         """Batches go to the GPU from pinned memory, so copies are asynchronous (the runner pins them)."""
