@@ -9,6 +9,8 @@ Predictions are journaled as they are produced, so a killed run resumes where it
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -327,9 +329,11 @@ def judge_images(scored: list[tuple[Prepared, dict[str, np.ndarray | None]]], co
     return records
 
 
-def predict(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig,
-            done: set[tuple[str, int]] | None = None) -> Iterator[tuple[list[Prepared], list[dict[str, Any]]]]:
-    """Stream ``(images now scored, their prediction records)``; preparation overlaps scoring."""
+Scored = list[tuple[Prepared, dict[str, np.ndarray | None]]]  # images with their logits per method
+
+
+def score_stream(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig) -> Iterator[Scored]:
+    """Images with their logits, as soon as they are scored; preparation overlaps scoring."""
     stream = chunk_stream(items, proposer, methods, config.runner.batch_size, config.runner.worker_count())
     scoring = Scoring(methods, config.runner.batch_size)
     with torch.inference_mode():
@@ -338,10 +342,73 @@ def predict(items: list[ImageItem], proposer: Proposer, methods: list[Method], c
                 raise chunk.error
             scored = scoring.feed(chunk)
             if scored:
-                yield [p for p, _ in scored], judge_images(scored, config, done or set())
+                yield scored
         scored = scoring.finish()
         if scored:
-            yield [p for p, _ in scored], judge_images(scored, config, done or set())
+            yield scored
+
+
+def predict(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig,
+            done: set[tuple[str, int]] | None = None) -> Iterator[tuple[list[Prepared], list[dict[str, Any]]]]:
+    """Stream ``(images now scored, their prediction records)``."""
+    for scored in score_stream(items, proposer, methods, config):
+        yield [p for p, _ in scored], judge_images(scored, config, done or set())
+
+
+class _Recorder:
+    """Judges scored images and appends their records to the journal, in a background thread
+    when ``background`` (the model then keeps working while the last batch is judged and
+    written: on a GPU, judging in line would leave it idle). At most two batches wait; an
+    error there stops the run at the next hand-over."""
+
+    def __init__(self, run: Run, config: BenchmarkConfig, done: set[tuple[str, int]], background: bool,
+                 counted: Callable[[int, int, int], None]) -> None:
+        self.run, self.config, self.done, self.counted = run, config, done, counted
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        if background:
+            self.queue: queue.Queue[Scored | None] = queue.Queue(maxsize=2)
+            self.thread = threading.Thread(target=self._loop, name="refbench-recorder", daemon=True)
+            self.thread.start()
+
+    def put(self, scored: Scored) -> None:
+        if self.thread is None:
+            return self._record(scored)
+        while True:
+            self._check()
+            try:
+                return self.queue.put(scored, timeout=0.2)
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        """Wait until everything handed over is written; re-raise an error from the thread."""
+        if self.thread is not None:
+            while self.thread.is_alive():
+                try:
+                    self.queue.put(None, timeout=0.2)
+                    break
+                except queue.Full:
+                    self._check()
+            self.thread.join()
+        self._check()
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _loop(self) -> None:
+        while (scored := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self._record(scored)
+                except BaseException as exc:  # noqa: BLE001 -- handed to the main thread
+                    self.error = exc
+
+    def _record(self, scored: Scored) -> None:
+        records = judge_images(scored, self.config, self.done)
+        self.run.append(records)
+        self.counted(len(scored), sum(len(p.boxes) for p, _ in scored), len(records))
 
 
 def evaluate(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig) -> dict[str, Any]:
@@ -436,17 +503,23 @@ def _execute(bench: Bench, run: Run, progress: ProgressFn | None, announce: Call
     run.save()
 
     start = time.perf_counter()
-    n_images = len(items) - len(todo)
-    written = n_views = 0
-    if progress:
-        progress(n_images, len(items), written)
-    for images, records in predict(todo, bench.proposer, bench.methods, config, done):
-        run.append(records)
-        n_images += len(images)
-        written += len(records)
-        n_views += sum(len(p.boxes) for p in images)
+    counts = {"images": len(items) - len(todo), "views": 0, "written": 0}
+
+    def counted(images: int, views: int, written: int) -> None:
+        counts["images"] += images
+        counts["views"] += views
+        counts["written"] += written
         if progress:
-            progress(n_images, len(items), written)
+            progress(counts["images"], len(items), counts["written"])
+
+    counted(0, 0, 0)
+    recorder = _Recorder(run, config, done, background=config.runner.worker_count() > 0, counted=counted)
+    try:
+        for scored in score_stream(todo, bench.proposer, bench.methods, config):
+            recorder.put(scored)
+    finally:
+        recorder.close()
+    written, n_views = counts["written"], counts["views"]
     wall = time.perf_counter() - start
     session.update({"finished": _now(), "wall_s": round(wall, 3), "written": written, "views": n_views,
                     "images_per_s": round(len(todo) / wall, 2) if wall > 0 else None})

@@ -99,6 +99,10 @@ def test_degenerate_and_empty_proposals(data_copy, tmp_path, capsys, write_confi
     dets_path.write_text(json.dumps([d for d in dets if d["image_id"] != image]))
     assert run([cfg, "--new"], tmp_path) == 2
     assert f"image {image} " in error_line(capsys)
+    # with a worker the judging runs in a background thread: the error still ends the run, once
+    assert run([cfg, "--new", "--workers", "1"], tmp_path) == 2
+    line = error_line(capsys)
+    assert f"image {image} " in line and "no candidate boxes" in line and "empty_proposals: miss" in line
     cfg = write_config(bench_yaml(data_copy, RANDOM, extra="protocol: {empty_proposals: miss}"), "miss.yaml")
     assert run([cfg], tmp_path) == 0
 
