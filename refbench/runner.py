@@ -122,11 +122,13 @@ class Prepared:
 
 @dataclass
 class Chunk:
-    """Consecutive images whose views (at most ``batch_size``, or one image's) are encoded together.
+    """Consecutive images of one worker's share (at most ``batch_size`` views, or one image's),
+    the unit handed from the workers to the main process.
 
     Built in the worker that prepared the images: for each embedding method one batch of views
     and one of phrases (the scorer's ``concat`` / ``concat_texts``), so a chunk crosses to the
-    main process as a few large tensors rather than two per image.
+    main process as a few large tensors rather than two per image. Encoder batches are cut
+    from the chunks by :class:`Scoring`.
     """
 
     images: list[Prepared]
@@ -244,7 +246,7 @@ class Scoring:
                 assert isinstance(s, EmbeddingScorer)
                 self.views[m.id].append(s.to_device(chunk.views[m.id]))
                 self.texts[m.id].append(s.encode_texts(chunk.texts[m.id]))
-            self.unencoded += sum(len(p.boxes) for p in live)
+            self.unencoded += sum(len(p.boxes) for p in live)  # counted without embedding methods too: images then complete per batch
         self.queue.extend(chunk.images)
         while self.unencoded >= self.batch_size:
             self._encode(self.batch_size)
