@@ -137,6 +137,9 @@ class Chunk:
     error: RefbenchError | None = None
 
 
+Scored = list[tuple[Prepared, dict[str, np.ndarray | None]]]  # images with their logits per method
+
+
 def prepare(item: ImageItem, proposer: Proposer, view_methods: Sequence[Method]) -> Prepared:
     boxes = proposer.propose(item)
     check_boxes(boxes, item.width, item.height, f"image {item.image_id} candidates")
@@ -237,7 +240,7 @@ class Scoring:
         self.encoded = 0  # views with features in self.features
         self.texts: dict[str, list[Any]] = {m.id: [] for m in self.embedding}  # phrase features of queued images
 
-    def feed(self, chunk: Chunk) -> list[tuple[Prepared, dict[str, np.ndarray | None]]]:
+    def feed(self, chunk: Chunk) -> Scored:
         """Take a chunk; return the images now complete, each with its logits per method."""
         live = [p for p in chunk.images if p.boxes]
         if live:
@@ -252,7 +255,7 @@ class Scoring:
             self._encode(self.batch_size)
         return self._complete()
 
-    def finish(self) -> list[tuple[Prepared, dict[str, np.ndarray | None]]]:
+    def finish(self) -> Scored:
         if self.unencoded:
             self._encode(self.unencoded)
         return self._complete()
@@ -266,7 +269,7 @@ class Scoring:
         self.unencoded -= n
         self.encoded += n
 
-    def _complete(self) -> list[tuple[Prepared, dict[str, np.ndarray | None]]]:
+    def _complete(self) -> Scored:
         """Score the leading images whose views are all encoded (one logits product per method)."""
         ready, views, texts = 0, 0, 0
         for p in self.queue:
@@ -279,23 +282,22 @@ class Scoring:
         logits: dict[str, list[np.ndarray | None]] = {}
         for m in self.methods:
             out: list[np.ndarray | None] = [None] * ready
-            if m.id in self.features and views:
-                s = m.scorer
-                assert isinstance(s, EmbeddingScorer)
-                view_feats = _take(self.features[m.id], views, torch.cat)
-                text_feats = _take(self.texts[m.id], texts, torch.cat)
-                every = s.logits(text_feats, view_feats)
-                v = t = 0  # each image takes its block
-                for i, p in enumerate(images):
-                    if p.boxes:
-                        nv, nt = len(p.boxes), len(p.item.refs)
-                        out[i] = every[t : t + nt, v : v + nv]
-                        v, t = v + nv, t + nt
+            if m.id in self.features:
+                if views:
+                    s = m.scorer
+                    assert isinstance(s, EmbeddingScorer)
+                    every = s.logits(_take(self.texts[m.id], texts, torch.cat), _take(self.features[m.id], views, torch.cat))
+                    v = t = 0  # each image takes its block
+                    for i, p in enumerate(images):
+                        if p.boxes:
+                            nv, nt = len(p.boxes), len(p.item.refs)
+                            out[i] = every[t : t + nt, v : v + nv]
+                            v, t = v + nv, t + nt
             elif m.combinator is not None:
                 for i, p in enumerate(images):
                     if p.boxes:
                         out[i] = m.combinator.combine([logits[x][i] for x in m.combinator.members])
-            elif m.scorer is not None and m.id not in self.features:
+            elif m.scorer is not None:
                 for i, p in enumerate(images):
                     if p.boxes:
                         out[i] = m.scorer.score(ScoreRequest(p.item, p.item.refs, p.boxes, p.views.get(m.id)))
@@ -319,7 +321,7 @@ def _take(parts: list[Any], n: int, join: Callable[[list[Any]], Any]) -> Any:
     return rows[0] if len(rows) == 1 else join(rows)
 
 
-def judge_images(scored: list[tuple[Prepared, dict[str, np.ndarray | None]]], config: BenchmarkConfig,
+def judge_images(scored: Scored, config: BenchmarkConfig,
                  done: set[tuple[str, int]]) -> list[dict[str, Any]]:
     records = []
     for p, logits in scored:
@@ -330,8 +332,6 @@ def judge_images(scored: list[tuple[Prepared, dict[str, np.ndarray | None]]], co
                     records.append(r)
     return records
 
-
-Scored = list[tuple[Prepared, dict[str, np.ndarray | None]]]  # images with their logits per method
 
 
 def score_stream(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig) -> Iterator[Scored]:

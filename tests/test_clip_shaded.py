@@ -254,4 +254,4 @@ def test_predictions_do_not_depend_on_batching_or_workers(synth_root, tmp_path, 
     for key, r in rows[1000].items():
         for other in (rows[7][key], rows[64][key]):
             assert other["chosen"] == r["chosen"] and abs(other["score"] - r["score"]) < 1e-3
-    assert all(rows[1000][("mix", s)]["chosen"] == rows[1000][("clip", s)]["chosen"] for _, s in rows[1000] if _ == "clip")
+    assert all(rows[1000][("mix", sent)]["chosen"] == r["chosen"] for (method, sent), r in rows[1000].items() if method == "clip")
