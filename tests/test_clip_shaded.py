@@ -71,6 +71,9 @@ def test_shading_matches_its_definition_for_any_boxes():
         prompter = GreenShade(GreenShade.Options(**options))
         views = prompter.render_array(image, boxes, scale=1.0)
         assert views.shape == (len(boxes), h, w, 3)
+        channels_first = np.zeros((len(boxes), 3, h, w), dtype=np.uint8)  # written in place through a transposed view
+        prompter.render_array(image, boxes, scale=1.0, out=channels_first.transpose(0, 2, 3, 1))
+        assert np.array_equal(channels_first, views.transpose(0, 3, 1, 2))
         for view, box in zip(views, boxes):
             assert np.array_equal(view, _shade_reference(image, box, options["alpha"], options["colour"], options["outline"]))
 

@@ -39,9 +39,10 @@ class GreenShade(Prompter):
     def render_array(self, image: np.ndarray, boxes: Sequence[Box], scale: float, out: np.ndarray | None = None) -> np.ndarray:
         """Fast path: shade an image already resized to the model's input (``H x W x 3`` uint8).
 
-        Returns ``[len(boxes), H, W, 3]`` (into ``out`` if given). ``boxes`` are in the
-        resized image's pixels and the outline shrinks by ``scale`` (resized / original):
-        the same arithmetic as :meth:`render`, with the resize done before instead of after.
+        Returns ``[len(boxes), H, W, 3]`` (into ``out`` if given: any array of that shape, e.g.
+        a transposed view of a channels-first buffer, which is then written in place). ``boxes``
+        are in the resized image's pixels and the outline shrinks by ``scale`` (resized /
+        original): the same arithmetic as :meth:`render`, with the resize done before instead of after.
         """
         t = max(1, round(self.options.outline * scale)) if self.options.outline else 0
         return self._shade_all(image, boxes, t, out)
@@ -50,7 +51,8 @@ class GreenShade(Prompter):
         """Every box on its own copy of ``image`` (H x W x 3 uint8): the box blended with the colour at
         ``alpha``, and a ``t``-pixel outline drawn inside it. A blended pixel depends only on the
         image's pixel, so the blend is computed once per image (where any box is) and each view copies its
-        box from it."""
+        box from it: the box is filled with the solid colour, then the part inside the outline is
+        copied from the blend (two copies a view, whatever the outline)."""
         h, w = image.shape[:2]
         views = np.empty((len(boxes), h, w, 3), dtype=np.uint8) if out is None else out
         if not len(boxes):
@@ -64,10 +66,10 @@ class GreenShade(Prompter):
         solid = colour.astype(np.uint8)
         views[:] = image
         for view, (x0, y0, x1, y1) in zip(views, bounds):
-            view[y0:y1, x0:x1] = blended[y0 - top : y1 - top, x0 - left : x1 - left]
             if t:
-                view[y0 : min(y0 + t, y1), x0:x1] = solid
-                view[max(y1 - t, y0) : y1, x0:x1] = solid
-                view[y0:y1, x0 : min(x0 + t, x1)] = solid
-                view[y0:y1, max(x1 - t, x0) : x1] = solid
+                view[y0:y1, x0:x1] = solid
+                x0, y0, x1, y1 = x0 + t, y0 + t, x1 - t, y1 - t
+                if x0 >= x1 or y0 >= y1:  # all outline
+                    continue
+            view[y0:y1, x0:x1] = blended[y0 - top : y1 - top, x0 - left : x1 - left]
         return views

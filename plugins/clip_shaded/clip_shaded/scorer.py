@@ -188,12 +188,12 @@ class ClipScorer(EmbeddingScorer):
     # ------------------------------------------------------------ preparation (workers)
 
     def prepare(self, image: Image.Image, boxes: Sequence[Box], prompter: Prompter | None) -> torch.Tensor:
-        """``[len(boxes), 3, size, size]`` uint8 views, contiguous (the transpose from the decoded
-        H x W x 3 layout happens here, in the workers, so batching them is a plain copy)."""
+        """``[len(boxes), 3, size, size]`` uint8 views, contiguous: they are written channels-first
+        here, in the workers, so batching them is a plain copy."""
         if prompter is None:
             raise RefbenchError("scorer 'clip' needs a prompter", "add prompter: {plugin: green_shade}")
-        out = torch.empty((len(boxes), self.size, self.size, 3), dtype=torch.uint8)
-        array = out.numpy()
+        out = torch.empty((len(boxes), 3, self.size, self.size), dtype=torch.uint8)
+        array = out.numpy().transpose(0, 2, 3, 1)  # the same memory, seen as N x H x W x 3
         if self.options.views == "exact":
             for i, view in enumerate(prompter.render(image, boxes)):
                 array[i] = np.asarray(self.resize(view))
@@ -206,7 +206,7 @@ class ClipScorer(EmbeddingScorer):
             top = round((image.height * scale - self.size) / 2)
             mapped = [Box(b.x * scale - left, b.y * scale - top, b.w * scale, b.h * scale) for b in boxes]
             render_array(np.asarray(self.resize(image)), mapped, scale, out=array)
-        return out.permute(0, 3, 1, 2).contiguous()
+        return out
 
     def model_input(self, views: torch.Tensor) -> torch.Tensor:
         """uint8 views (any device) -> normalised float on the model's device."""
