@@ -521,6 +521,7 @@ def _execute(bench: Bench, run: Run, progress: ProgressFn | None, announce: Call
             recorder.put(scored)
     finally:
         recorder.close()
+    run.sync()  # every prediction on disk before the run is marked complete
     written, n_views = counts["written"], counts["views"]
     wall = time.perf_counter() - start
     session.update({"finished": _now(), "wall_s": round(wall, 3), "written": written, "views": n_views,

@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import pytest
 import torch
 from PIL import Image
@@ -100,6 +101,30 @@ def _logits(scorer, image, boxes, texts):
     views = scorer.prepare(image, boxes, GreenShade())
     with torch.inference_mode():
         return scorer.logits(scorer.encode_texts(scorer.prepare_texts(texts)), scorer.encode_views(views))
+
+
+def test_token_ids_come_from_the_cache_exactly_as_tokenised(tiny_scorer, monkeypatch):
+    texts = ["left red cube", "big blue ball", "left red cube", "the green one", "big blue ball", "top right"]
+    one_by_one = torch.cat([open_clip.tokenize([t], context_length=tiny_scorer.model.context_length) for t in texts])
+    monkeypatch.setattr(tiny_scorer, "text_cache_size", 3)
+    assert torch.equal(tiny_scorer.tokenize(texts[:2]), one_by_one[:2])
+    assert torch.equal(tiny_scorer.tokenize(texts), one_by_one)  # overflows: the cache starts over with these 4
+    assert len(tiny_scorer._token_cache) == 4
+    assert torch.equal(tiny_scorer.tokenize(texts[3:]), one_by_one[3:])
+
+
+@pytest.mark.parametrize("arch", ["synth-rn", "synth-vit"])
+def test_phrase_features_skip_the_padding_after_end_of_text(arch):
+    from clip_shaded.scorer import encode_text
+
+    scorer = ClipScorer(ClipScorer.Options(arch=arch))
+    short = ["left", "the big red cube on the right", "top blue ball"]
+    with torch.inference_mode():
+        for texts in (short, short + ["a very long phrase that does not fit into sixteen tokens at all, so it is cut"]):
+            tokens = scorer.tokenize(texts)
+            full = scorer.model.encode_text(tokens, normalize=True)
+            assert torch.allclose(encode_text(scorer.model, tokens), full, atol=1e-5)
+        assert int(scorer.tokenize(short).argmax(-1).max()) + 1 < scorer.model.context_length  # the short batch was cut
 
 
 def test_phrase_features_come_from_the_cache_exactly_as_computed(tiny_scorer, monkeypatch):

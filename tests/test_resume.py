@@ -28,7 +28,7 @@ def test_kill_minus_nine_then_rerun_equals_uninterrupted(tmp_path):
     root = tmp_path / "data"
     generate(root, SynthSpec(seed=11, images={"testA": 40, "testB": 40}))
     cfg = tmp_path / "b.yaml"
-    # small chunks: the journal grows in many fsynced steps, so the kill lands mid-run
+    # small chunks: the journal grows in many small appends, so the kill lands mid-run
     cfg.write_text(bench_yaml(root, METHODS) + "runner: {batch_size: 4, workers: 1}\n")
 
     killed = tmp_path / "killed"

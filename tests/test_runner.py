@@ -70,3 +70,31 @@ def test_torn_journal_line_is_dropped_and_the_run_resumed(synth_root, tmp_path, 
     # a complete run is never reopened: the next run is a new folder
     third = run_benchmark(config, store)
     assert third.dir != run.dir and len(store.run_dirs()) == 2
+
+
+def test_journal_is_fsynced_at_most_once_a_second_and_before_the_run_completes(tmp_path, monkeypatch):
+    import os
+
+    import refbench.results as results
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(results.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    store = Store(tmp_path)
+    run = store.create("t", {"config_sha256": "0" * 64, "status": "running"})
+    journal = str(run.journal_path)
+    synced.clear()
+    run.sync_interval = 3600
+    run.append([{"method": "m", "sent_id": 1}])
+    run.append([{"method": "m", "sent_id": 2}])
+    assert synced == [] and len(run.journal_path.read_text().splitlines()) == 2  # written, not yet flushed
+    run.sync()
+    assert synced == [journal]
+    run.sync()  # nothing new: no flush
+    run.sync_interval = 0
+    run.append([{"method": "m", "sent_id": 3}])
+    assert synced == [journal, journal]
+    run.sync_interval = 3600
+    run.append([{"method": "m", "sent_id": 4}])
+    run.close()  # closing flushes the rest
+    assert synced == [journal] * 3 and [r["sent_id"] for r in run.records()] == [1, 2, 3, 4]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 from pathlib import Path
@@ -120,6 +119,30 @@ def build_model(arch: str | None, pretrained: str | None, checkpoint: Path | Non
     return model, arch, meta
 
 
+def encode_text(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """Normalised phrase features: ``model.encode_text(tokens, normalize=True)``, computed on the
+    tokens up to the batch's last end-of-text.
+
+    open_clip's CLIP text tower is causal and pools at end-of-text (the highest token id), so
+    the padding after it cannot change a feature; it is most of the work (RefCOCO phrases fill
+    about 10 of CLIP's 77 positions). This mirrors ``CLIP.encode_text`` on the shorter
+    sequence; any other text tower gets ``model.encode_text`` itself.
+    """
+    if not (type(model) is open_clip.CLIP and model.text_pool_type == "argmax" and model.attn_mask is not None):
+        return model.encode_text(tokens, normalize=True)
+    ends = tokens.argmax(dim=-1)
+    n = int(ends.max()) + 1
+    if n == tokens.shape[1]:
+        return model.encode_text(tokens, normalize=True)
+    cast = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens[:, :n]).to(cast) + model.positional_embedding[:n].to(cast)
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:n, :n]))
+    x = x[torch.arange(x.shape[0], device=x.device), ends]
+    if model.text_projection is not None:
+        x = model.text_projection(x) if isinstance(model.text_projection, torch.nn.Linear) else x @ model.text_projection
+    return torch.nn.functional.normalize(x, dim=-1)
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -168,7 +191,7 @@ class ClipScorer(EmbeddingScorer):
         self.model.eval().to(self.device)
         self._text_cache: dict[bytes, torch.Tensor] = {}  # token ids -> features; only valid while weights are fixed
         self.tokenizer = open_clip.get_tokenizer(self.arch)
-        self._token_ids = functools.lru_cache(maxsize=1 << 16)(self._tokenize_one)  # per scorer, bounded
+        self._token_cache: dict[str, np.ndarray] = {}  # phrase -> token ids
         cfg = open_clip.get_model_preprocess_cfg(self.model)
         size = cfg["size"]
         self.size = size if isinstance(size, int) else size[0]
@@ -240,11 +263,18 @@ class ClipScorer(EmbeddingScorer):
         return torch.cat(feats).float()
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
-        """Token ids ``[len(texts), context]``; open_clip's BPE runs in Python, so repeats come from a cache."""
-        return torch.from_numpy(np.stack([self._token_ids(t) for t in texts]))
-
-    def _tokenize_one(self, text: str) -> np.ndarray:
-        return self.tokenizer([self.options.template.format(text)])[0].numpy()
+        """Token ids ``[len(texts), context]``. open_clip's BPE runs in Python, so each distinct
+        phrase is tokenised once (the new ones of a call together) and kept for up to
+        ``text_cache_size`` phrases."""
+        cache = self._token_cache
+        new = list(dict.fromkeys(t for t in texts if t not in cache))
+        if new:
+            if len(cache) + len(new) > self.text_cache_size:
+                cache.clear()
+                new = list(dict.fromkeys(texts))
+            ids = self.tokenizer([self.options.template.format(t) for t in new]).numpy()
+            cache.update(zip(new, ids))
+        return torch.from_numpy(np.stack([cache[t] for t in texts]))
 
     def prepare_texts(self, texts: Sequence[str]) -> torch.Tensor:
         return self.tokenize(texts)
@@ -270,7 +300,7 @@ class ClipScorer(EmbeddingScorer):
                 self._text_cache.clear()
                 new = list(first.values())
             with self.autocast():
-                features = self.model.encode_text(texts[new].to(self.device), normalize=True).float()
+                features = encode_text(self.model, texts[new].to(self.device)).float()
             self._text_cache.update(zip((keys[i] for i in new), features))
         return torch.stack([self._text_cache[k] for k in keys])
 
