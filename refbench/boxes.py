@@ -44,7 +44,14 @@ def as_array(boxes: Sequence[Box]) -> np.ndarray:
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray, convention: IoUConvention = "refer") -> np.ndarray:
-    """IoU of every box in ``a`` [N, 4] with every box in ``b`` [M, 4] -> [N, M].
+    """IoU of every box in ``a`` [N, 4] with every box in ``b`` [M, 4] -> [N, M] (see :func:`iou`)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    return iou(a[:, None, :], b[None, :, :], convention)
+
+
+def iou(a: np.ndarray, b: np.ndarray, convention: IoUConvention = "refer") -> np.ndarray:
+    """IoU of boxes ``a [..., 4]`` and ``b [..., 4]`` (xywh, float64), broadcast over the leading axes.
 
     ``refer`` reproduces ``computeIoU`` of the refer API (used by MAttNet's and the CLIP
     fine-tuning code's evaluation): the intersection counts inclusive pixels
@@ -53,10 +60,8 @@ def iou_matrix(a: np.ndarray, b: np.ndarray, convention: IoUConvention = "refer"
     equals the geometric IoU except that overlaps of one pixel or less count as none.
     ``continuous`` is the usual geometric IoU (mmdetection, lmms-eval).
     """
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    ax1, ay1, aw, ah = (a[:, i : i + 1] for i in range(4))
-    bx1, by1, bw, bh = (b[None, :, i] for i in range(4))
+    ax1, ay1, aw, ah = (a[..., i] for i in range(4))
+    bx1, by1, bw, bh = (b[..., i] for i in range(4))
     ix1 = np.maximum(ax1, bx1)
     iy1 = np.maximum(ay1, by1)
     if convention == "refer":

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .boxes import as_array, iou_matrix
+from .boxes import as_array, iou
 from .config import ProtocolConfig
 from .errors import RefbenchError
 from .interfaces import ImageItem, Ref
@@ -36,29 +36,68 @@ def hits(ious: np.ndarray, protocol: ProtocolConfig) -> np.ndarray:
 def judge(item: ImageItem, refs: Sequence[Ref], boxes: np.ndarray, logits: np.ndarray | None,
           protocol: ProtocolConfig, method: str) -> list[dict[str, Any]]:
     """One prediction record per phrase. ``boxes`` is ``[V, 4]``; ``logits`` ``[T, V]``."""
-    n_refs, n_boxes = len(refs), len(boxes)
-    if n_boxes == 0:
-        if protocol.empty_proposals == "error":
-            raise RefbenchError(f"image {item.image_id} ({item.path.name}) has no candidate boxes",
-                                "fix the proposals, or set protocol.empty_proposals: miss to count its phrases as misses")
-        return [_record(item, r, method, None, [], 0.0, 0.0, False, False, 0.0, 0) for r in refs]
-    logits = np.asarray(logits, dtype=np.float64)
-    if logits.shape != (n_refs, n_boxes):
-        raise RefbenchError(f"method {method!r} returned logits of shape {logits.shape} for image {item.image_id}",
-                            f"a scorer must return [phrases, candidates] = [{n_refs}, {n_boxes}]")
-    if not np.isfinite(logits).all():
-        raise RefbenchError(f"method {method!r} returned non-finite logits for image {item.image_id}",
+    return judge_many([(item, refs, boxes, logits)], protocol, method)[0]
+
+
+Case = tuple[ImageItem, Sequence[Ref], np.ndarray, "np.ndarray | None"]  # as judge's arguments
+
+
+def judge_many(cases: Sequence[Case], protocol: ProtocolConfig, method: str) -> list[list[dict[str, Any]]]:
+    """:func:`judge` for many images at once (one list of records per case).
+
+    The phrases of all the images are judged together: candidates are padded to the
+    largest image's count (padding is never chosen, never a hit), so the work is a few
+    array operations per batch instead of per image.
+    """
+    out: list[list[dict[str, Any]]] = [[] for _ in cases]
+    live, live_logits = [], []
+    for k, (item, refs, boxes, logits) in enumerate(cases):
+        n_refs, n_boxes = len(refs), len(boxes)
+        if n_boxes == 0:
+            if protocol.empty_proposals == "error":
+                raise RefbenchError(f"image {item.image_id} ({item.path.name}) has no candidate boxes",
+                                    "fix the proposals, or set protocol.empty_proposals: miss to count its phrases as misses")
+            out[k] = [_record(item, r, method, None, [], 0.0, 0.0, False, False, 0.0, 0) for r in refs]
+            continue
+        logits = np.asarray(logits, dtype=np.float64)
+        if logits.shape != (n_refs, n_boxes):
+            raise RefbenchError(f"method {method!r} returned logits of shape {logits.shape} for image {item.image_id}",
+                                f"a scorer must return [phrases, candidates] = [{n_refs}, {n_boxes}]")
+        if n_refs:
+            live.append(k)
+            live_logits.append(logits)
+    if not live:
+        return out
+    counts = np.array([len(cases[k][2]) for k in live])
+    phrases = np.array([len(cases[k][1]) for k in live])
+    width = int(counts.max())
+    padding = np.arange(width) >= np.repeat(counts, phrases)[:, None]  # [phrases, width]: past the image's candidates
+    scores = np.full((int(phrases.sum()), width), -np.inf)
+    candidates = np.zeros((len(scores), width, 4))
+    t = 0
+    for k, logits in zip(live, live_logits):  # each phrase row gets its image's logits and boxes
+        n_refs, n_boxes = logits.shape
+        scores[t : t + n_refs, :n_boxes] = logits
+        candidates[t : t + n_refs, :n_boxes] = np.asarray(cases[k][2], dtype=np.float64)
+        t += n_refs
+    finite = np.isfinite(scores) | padding
+    if not finite.all():
+        bad = live[int(np.searchsorted(np.cumsum(phrases), int(np.argmin(finite.all(axis=1))), side="right"))]
+        raise RefbenchError(f"method {method!r} returned non-finite logits for image {cases[bad][0].image_id}",
                             "check the model's weights and precision (fp16 overflow?)")
-    truth = as_array([r.box for r in refs])
-    ious = iou_matrix(truth, boxes, protocol.iou_convention)
-    good = hits(ious, protocol)
-    chosen = logits.argmax(axis=1)
-    rows = np.arange(n_refs)
+    truth = as_array([r.box for k in live for r in cases[k][1]])
+    ious = iou(truth[:, None, :], candidates, protocol.iou_convention)
+    good = hits(ious, protocol) & ~padding
+    chosen = scores.argmax(axis=1)  # padding is -inf: never chosen
+    rows = np.arange(len(scores))
     # one conversion to Python values per column (not per phrase): judging runs on every phrase
-    columns = zip(refs, chosen.tolist(), boxes[chosen].tolist(), logits[rows, chosen].tolist(), ious[rows, chosen].tolist(),
-                  good[rows, chosen].tolist(), good.any(axis=1).tolist(), good.mean(axis=1).tolist())
-    return [_record(item, ref, method, c, box, score, iou, hit, oracle, chance, n_boxes)
-            for ref, c, box, score, iou, hit, oracle, chance in columns]
+    columns = zip(chosen.tolist(), candidates[rows, chosen].tolist(), scores[rows, chosen].tolist(), ious[rows, chosen].tolist(),
+                  good[rows, chosen].tolist(), good.any(axis=1).tolist(), (good.sum(axis=1) / np.repeat(counts, phrases)).tolist())
+    for k in live:  # zip stops at the end of refs without taking from columns: each image takes its rows
+        item, refs, boxes, _ = cases[k]
+        out[k] = [_record(item, ref, method, c, box, score, iou_, hit, oracle, chance, len(boxes))
+                  for ref, (c, box, score, iou_, hit, oracle, chance) in zip(refs, columns)]
+    return out
 
 
 def _record(item: ImageItem, ref: Ref, method: str, chosen: int | None, box: list[float], score: float,

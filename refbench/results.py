@@ -33,6 +33,7 @@ from .errors import RefbenchError
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
 JOURNAL = "predictions.jsonl"
+_LINE = json.JSONEncoder(separators=(",", ":")).encode  # one journal line (json.dumps would build an encoder per record)
 
 
 def write_atomic(path: Path, data: str | bytes, durable: bool = True) -> None:
@@ -157,7 +158,7 @@ class Run:
         network file systems."""
         if not records:
             return
-        data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
+        data = "".join(_LINE(r) + "\n" for r in records).encode()
         fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             view = memoryview(data)

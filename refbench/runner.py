@@ -26,7 +26,7 @@ from .config import BenchmarkConfig
 from .errors import RefbenchError
 from .interfaces import Combinator, Dataset, EmbeddingScorer, ImageItem, Prompter, Proposer, Scorer, ScoreRequest
 from .plugins import Registry, registry
-from .protocol import conventions, judge, summarize
+from .protocol import conventions, judge_many, summarize
 from .results import Run, Store, environment, git_revision, package_versions
 
 
@@ -323,15 +323,13 @@ def _take(parts: list[Any], n: int, join: Callable[[list[Any]], Any]) -> Any:
 
 def judge_images(scored: Scored, config: BenchmarkConfig,
                  done: set[tuple[str, int]]) -> list[dict[str, Any]]:
-    records = []
-    for p, logits in scored:
-        boxes = as_array(p.boxes)
-        for method, image_logits in logits.items():
-            for r in judge(p.item, p.item.refs, boxes, image_logits, config.protocol, method):
-                if (method, r["sent_id"]) not in done:
-                    records.append(r)
-    return records
-
+    """Prediction records of scored images (image by image, each method's in turn), without those in ``done``."""
+    if not scored:
+        return []
+    boxes = [as_array(p.boxes) for p, _ in scored]
+    per_method = [judge_many([(p.item, p.item.refs, b, logits[method]) for (p, logits), b in zip(scored, boxes)], config.protocol, method)
+                  for method in scored[0][1]]
+    return [r for i in range(len(scored)) for records in per_method for r in records[i] if (r["method"], r["sent_id"]) not in done]
 
 
 def score_stream(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig) -> Iterator[Scored]:

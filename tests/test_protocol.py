@@ -44,3 +44,40 @@ def test_bad_logits_are_refused():
         judge(it, it.refs, boxes, np.zeros((2, 1)), ProtocolConfig(), "m")
     with pytest.raises(RefbenchError, match="non-finite"):
         judge(it, it.refs, boxes, np.array([[np.nan]]), ProtocolConfig(), "m")
+
+
+def test_many_images_judged_together_equal_each_phrase_judged_by_hand():
+    from refbench import iou_matrix
+    from refbench.protocol import judge_many
+
+    rng = np.random.default_rng(5)
+    cases = []
+    for image in range(30):
+        n_refs, n_boxes = int(rng.integers(0, 4)), int(rng.integers(0, 12))
+        truths = [Box(*(float(v) for v in rng.uniform([0, 0, 5, 5], [60, 60, 40, 40]))) for _ in range(n_refs)]
+        refs = tuple(Ref(sent_id=100 * image + i, ref_id=i, ann_id=i, text="p", box=b, split="testA", phrase_type="")
+                     for i, b in enumerate(truths))
+        it = ImageItem(image_id=image, path=Path(f"{image}.jpg"), width=100, height=100, refs=refs)
+        near = [b for t in truths for b in ([t.x + 2, t.y, t.w, t.h], [t.x, t.y, t.w / 2, t.h])]  # some hits, some misses
+        boxes = np.array((near + rng.uniform([0, 0, 5, 5], [60, 60, 40, 40], (n_boxes, 4)).tolist())[:n_boxes]).reshape(-1, 4)
+        logits = rng.integers(0, 3, (n_refs, len(boxes))).astype(float)  # small integers: many ties
+        cases.append((it, refs, boxes, logits))
+    protocol = ProtocolConfig(empty_proposals="miss")
+    together = judge_many(cases, protocol, "m")
+    assert sum(map(len, together)) == sum(len(refs) for _, refs, _, _ in cases)
+    for (it, refs, boxes, logits), records in zip(cases, together):
+        assert [r["sent_id"] for r in records] == [r.sent_id for r in refs]
+        for ref, row, r in zip(refs, logits, records):
+            if not len(boxes):
+                assert r["chosen"] is None and not r["hit"] and not r["oracle"]
+                continue
+            ious = iou_matrix([ref.box.xywh], boxes)[0]
+            chosen = int(np.flatnonzero(row == row.max())[0])
+            assert (r["chosen"], r["hit"], r["oracle"]) == (chosen, bool(ious[chosen] > 0.5), bool((ious > 0.5).any()))
+            assert r["chance"] == round(float(np.mean(ious > 0.5)), 6) and r["iou"] == round(float(ious[chosen]), 5)
+            assert r["box"] == [round(v, 2) for v in boxes[chosen]] and r["candidates"] == len(boxes)
+    bad = [(it, refs, boxes, logits.copy()) for it, refs, boxes, logits in cases]
+    k = next(i for i, c in enumerate(bad) if i >= 7 and c[3].size)  # a later image: the message names the right one
+    bad[k][3][-1, -1] = np.inf
+    with pytest.raises(RefbenchError, match=rf"non-finite logits for image {k}\b"):
+        judge_many(bad, protocol, "m")
