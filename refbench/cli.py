@@ -29,7 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .runner import run_benchmark
 
-    knobs = {"batch_size": args.batch_size, "workers": args.workers, "limit": args.limit}
+    knobs = {"batch_size": args.batch_size, "workers": args.workers, "scoring": args.scoring, "limit": args.limit}
     config = load_config(args.config, runner={k: v for k, v in knobs.items() if v is not None})
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
                   TextColumn("{task.fields[phrases]} predictions"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -160,7 +160,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="RUN_ID", help="continue this interrupted run")
     r.add_argument("--new", action="store_true", help="start a fresh run even if an interrupted one exists")
     r.add_argument("--batch-size", type=int, help="views per encoder call")
-    r.add_argument("--workers", type=int, help="background processes preparing views")
+    r.add_argument("--workers", type=int, help="background processes (0: all in this process)")
+    r.add_argument("--scoring", choices=["auto", "main", "workers"],
+                   help="where models run: the main process, or each worker on its own images (CPU models)")
     r.add_argument("--limit", type=int, metavar="N", help="only the first N images (recorded in the run's config)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(handler=cmd_run)

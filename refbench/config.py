@@ -75,7 +75,12 @@ Workers = Annotated[int | Literal["auto"], AfterValidator(_check_workers)]
 class RunnerConfig(_Strict):
     batch_size: int = Field(256, ge=1, description="views per encoder call")
     workers: Workers = Field(
-        "auto", description="background processes preparing views; 0 = in the main process; auto = CPUs - 2, at most 8")
+        "auto", description="background processes; 0 = everything in the main process; auto: CPUs - 2, at most 8, when "
+                            "the main process scores, and one per CPU, at most 8, when the workers score")
+    scoring: Literal["auto", "main", "workers"] = Field(
+        "auto", description="where the models run. main: the main process encodes what the workers prepare; workers: each "
+                            "worker prepares and scores its own share of the images with its own copy of the models, on "
+                            "one thread (CPU models only); auto: workers when every model is on the CPU and there are 2+ CPUs")
 
     def worker_count(self) -> int:
         return worker_count(self.workers)
@@ -105,7 +110,7 @@ class BenchmarkConfig(_Strict):
 
     def digest(self) -> str:
         """Hash of what determines the results (not the runner's speed knobs)."""
-        payload = self.model_dump(mode="json", exclude={"runner": {"batch_size", "workers"}, "description": True})
+        payload = self.model_dump(mode="json", exclude={"runner": {"batch_size", "workers", "scoring"}, "description": True})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

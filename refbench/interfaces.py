@@ -127,11 +127,15 @@ class Prompter(Component, ABC):
 class Scorer(Component, ABC):
     """Scores every phrase of an image against every candidate.
 
-    ``prepare`` runs in the runner's background workers, ``score`` in the main process.
+    ``prepare`` runs in the runner's background workers; ``score`` in the main process, or
+    in the workers too when the runner scores there (``runner.scoring``).
     """
 
     #: False for scorers that look only at boxes (baselines): no image is decoded for them.
     uses_views: ClassVar[bool] = True
+
+    #: True when the model runs on a GPU: it is then never copied into worker processes.
+    on_gpu: bool = False
 
     def prepare(self, image: Image.Image, boxes: Sequence[Box], prompter: Prompter | None) -> Any:
         """Turn an image and boxes into this scorer's input (default: the prompter's views)."""

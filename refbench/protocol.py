@@ -111,23 +111,27 @@ def _record(item: ImageItem, ref: Ref, method: str, chosen: int | None, box: lis
 
 
 class _Tally:
+    """Counts and sums of one group of records. ``chance`` and ``iou`` are recorded rounded to
+    6 and 5 decimals, so they are summed as integers (millionths, hundred-thousandths): exact,
+    so the totals do not depend on the order the records come in (workers interleave them,
+    a resumed run appends the rest later)."""
+
     __slots__ = ("n", "hits", "oracle", "chance", "iou")
 
     def __init__(self) -> None:
-        self.n = self.hits = self.oracle = 0
-        self.chance = self.iou = 0.0
+        self.n = self.hits = self.oracle = self.chance = self.iou = 0
 
     def add(self, r: dict[str, Any]) -> None:
         self.n += 1
         self.hits += bool(r["hit"])
         self.oracle += bool(r["oracle"])
-        self.chance += r["chance"]
-        self.iou += r["iou"]
+        self.chance += round(r["chance"] * 1e6)
+        self.iou += round(r["iou"] * 1e5)
 
     def totals(self) -> dict[str, Any]:
         n = max(self.n, 1)
         return {"n": self.n, "accuracy": 100.0 * self.hits / n, "upper_bound": 100.0 * self.oracle / n,
-                "chance": 100.0 * self.chance / n, "mean_iou": self.iou / n}
+                "chance": 100.0 * self.chance / 1e6 / n, "mean_iou": self.iou / 1e5 / n}
 
 
 def summarize(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:

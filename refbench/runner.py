@@ -9,20 +9,21 @@ Predictions are journaled as they are produced, so a killed run resumes where it
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from .boxes import Box, as_array, check_boxes
-from .config import BenchmarkConfig
+from .config import BenchmarkConfig, RunnerConfig, worker_count
 from .errors import RefbenchError
 from .interfaces import Combinator, Dataset, EmbeddingScorer, ImageItem, Prompter, Proposer, Scorer, ScoreRequest
 from .plugins import Registry, registry
@@ -201,7 +202,7 @@ def _single(x: Any) -> Any:
 
 
 def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)  # workers render; the main process owns the cores for the model
+    torch.set_num_threads(1)  # one thread: OpenMP's pool does not survive a fork
 
 
 def chunk_stream(items: list[ImageItem], proposer: Proposer, methods: list[Method], batch_size: int, workers: int) -> Iterable[Chunk]:
@@ -332,20 +333,79 @@ def judge_images(scored: Scored, config: BenchmarkConfig,
     return [r for i in range(len(scored)) for records in per_method for r in records[i] if (r["method"], r["sent_id"]) not in done]
 
 
-def score_stream(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig) -> Iterator[Scored]:
-    """Images with their logits, as soon as they are scored; preparation overlaps scoring."""
-    stream = chunk_stream(items, proposer, methods, config.runner.batch_size, config.runner.worker_count())
-    scoring = Scoring(methods, config.runner.batch_size)
-    with torch.inference_mode():
-        for chunk in stream:
-            if chunk.error is not None:
-                raise chunk.error
-            scored = scoring.feed(chunk)
-            if scored:
-                yield scored
-        scored = scoring.finish()
+class Placement(NamedTuple):
+    """Where a run's work happens (``runner.workers`` and ``runner.scoring`` resolved)."""
+
+    workers: int  # background processes; 0: everything in the main process
+    scoring_in_workers: bool  # each worker prepares and scores its share; else workers prepare, the main process scores
+
+
+def placement(runner: RunnerConfig, methods: Sequence[Method]) -> Placement:
+    """Scoring in workers runs whole pipelines side by side, one per worker on one thread: on a
+    2-core CPU, two single-threaded pipelines outpace one two-threaded model fed in between its
+    calls (each keeps a core busy while the other decodes). One thread, because a forked
+    process cannot use OpenMP's thread pool (it hangs). Models on a GPU always run in the main
+    process (CUDA does not survive a fork either)."""
+    cpus = os.cpu_count() or 1
+    gpu = [m.id for m in methods if m.scorer is not None and m.scorer.on_gpu]
+    if runner.scoring == "workers" and gpu:
+        raise RefbenchError(f"runner.scoring is workers, but method {gpu[0]!r} runs on a GPU",
+                            "use runner.scoring: main or auto (GPU models are scored in the main process)")
+    if not (runner.scoring == "workers" or (runner.scoring == "auto" and not gpu and cpus > 1)):
+        return Placement(worker_count(runner.workers), False)
+    n = min(cpus, 8) if runner.workers == "auto" else int(runner.workers)
+    return Placement(n, n > 0)
+
+
+def _score_chunks(chunks: Iterable[Chunk], methods: list[Method], batch_size: int) -> Iterator[Scored]:
+    scoring = Scoring(methods, batch_size)
+    for chunk in chunks:
+        if chunk.error is not None:
+            raise chunk.error
+        scored = scoring.feed(chunk)
         if scored:
             yield scored
+    scored = scoring.finish()
+    if scored:
+        yield scored
+
+
+class _Shards(torch.utils.data.IterableDataset):
+    """Scoring in workers: each worker prepares and scores every ``num_workers``-th image with
+    its own copy of the models and sends back images with their logits (or the error that
+    stopped it, as a value)."""
+
+    def __init__(self, items: list[ImageItem], proposer: Proposer, methods: list[Method], batch_size: int) -> None:
+        self.items, self.proposer, self.methods, self.batch_size = items, proposer, methods, batch_size
+
+    def __iter__(self) -> Iterator[Scored | RefbenchError]:
+        info = torch.utils.data.get_worker_info()
+        shard = self.items if info is None else self.items[info.id :: info.num_workers]
+        view_methods = [m for m in self.methods if m.uses_views]
+        try:
+            with torch.inference_mode():
+                for scored in _score_chunks(build_chunks(shard, self.proposer, view_methods, self.batch_size), self.methods, self.batch_size):
+                    for p, _ in scored:
+                        p.views.clear()  # per-image scorers' inputs are spent: not sent back
+                    yield scored
+        except RefbenchError as exc:
+            yield exc
+
+
+def score_stream(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig) -> Iterator[Scored]:
+    """Images with their logits, as soon as they are scored; preparation overlaps scoring."""
+    place = placement(config.runner, methods)
+    batch = config.runner.batch_size
+    if place.scoring_in_workers and items:
+        shards = _Shards(items, proposer, methods, batch)
+        for scored in torch.utils.data.DataLoader(shards, batch_size=None, num_workers=min(place.workers, len(items)),
+                                                  collate_fn=_single, worker_init_fn=_worker_init, prefetch_factor=2):
+            if isinstance(scored, RefbenchError):
+                raise scored
+            yield scored
+        return
+    with torch.inference_mode():
+        yield from _score_chunks(chunk_stream(items, proposer, methods, batch, place.workers), methods, batch)
 
 
 def predict(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig,
@@ -498,7 +558,10 @@ def _execute(bench: Bench, run: Run, progress: ProgressFn | None, announce: Call
     method_ids = [m.id for m in bench.methods]
     items = list(bench.dataset)[: config.runner.limit]
     todo = [it for it in items if any((m, r.sent_id) not in done for r in it.refs for m in method_ids)]
-    session = {"started": _now(), "git": git_revision(Path.cwd()), "kept": len(done), "images": len(todo)}
+    place = placement(config.runner, bench.methods)
+    session = {"started": _now(), "git": git_revision(Path.cwd()), "kept": len(done), "images": len(todo),
+               "placement": {"workers": place.workers, "scoring": "workers" if place.scoring_in_workers else "main",
+                             "threads": 1 if place.scoring_in_workers else torch.get_num_threads()}}
     run.record["sessions"].append(session)
     run.save()
 
@@ -513,7 +576,7 @@ def _execute(bench: Bench, run: Run, progress: ProgressFn | None, announce: Call
             progress(counts["images"], len(items), counts["written"])
 
     counted(0, 0, 0)
-    recorder = _Recorder(run, config, done, background=config.runner.worker_count() > 0, counted=counted)
+    recorder = _Recorder(run, config, done, background=place.workers > 0 and not place.scoring_in_workers, counted=counted)
     try:
         for scored in score_stream(todo, bench.proposer, bench.methods, config):
             recorder.put(scored)

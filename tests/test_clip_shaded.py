@@ -268,18 +268,21 @@ def test_short_training_lowers_the_loss_and_beats_chance(synth_root, tmp_path):
 
 def test_predictions_do_not_depend_on_batching_or_workers(synth_root, tmp_path, write_config):
     """Encoder batches cut across images (batch 7 splits most images over two calls); workers
-    build their own chunks; a combinator and a per-image scorer ride along. Same predictions."""
+    build their own chunks, or score their own images; a combinator and a per-image scorer
+    ride along. Same predictions."""
     methods = ("  - {id: clip, prompter: {plugin: green_shade}, scorer: {plugin: clip, arch: synth-rn, init_seed: 4, views: resized}}\n"
                "  - {id: largest, scorer: {plugin: largest}}\n"
                "  - {id: mix, combine: {plugin: mean_logits, of: [clip, largest], weights: [1, 0]}}")
     rows = {}
-    for batch, workers in ((7, 0), (64, 2), (1000, 0)):
-        cfg = write_config(bench_yaml(synth_root, methods, splits="[testA]", extra=f"runner: {{batch_size: {batch}, workers: {workers}}}"),
-                           f"b{batch}.yaml")
-        run = run_benchmark(load_config(cfg), Store(tmp_path / f"r{batch}"))
-        rows[batch] = {(r["method"], r["sent_id"]): r for r in map(json.loads, run.journal_path.read_text().splitlines())}
-    assert rows[7].keys() == rows[64].keys() == rows[1000].keys() and len(rows[7]) == 3 * sum(1 for k in rows[7] if k[0] == "clip")
-    for key, r in rows[1000].items():
-        for other in (rows[7][key], rows[64][key]):
-            assert other["chosen"] == r["chosen"] and abs(other["score"] - r["score"]) < 1e-3
-    assert all(rows[1000][("mix", sent)]["chosen"] == r["chosen"] for (method, sent), r in rows[1000].items() if method == "clip")
+    for name, runner in (("b7", "batch_size: 7, workers: 0"), ("scored-in-2", "batch_size: 64, workers: 2, scoring: workers"),
+                         ("prepared-in-2", "batch_size: 64, workers: 2, scoring: main"), ("b1000", "batch_size: 1000, workers: 0")):
+        cfg = write_config(bench_yaml(synth_root, methods, splits="[testA]", extra=f"runner: {{{runner}}}"), f"{name}.yaml")
+        run = run_benchmark(load_config(cfg), Store(tmp_path / name))
+        rows[name] = {(r["method"], r["sent_id"]): r for r in map(json.loads, run.journal_path.read_text().splitlines())}
+        where = read_record(run.dir)["sessions"][0]["placement"]
+        assert where["scoring"] == ("workers" if name == "scored-in-2" else "main") and where["workers"] == (2 if "-in-" in name else 0)
+    assert len({frozenset(r) for r in rows.values()}) == 1 and len(rows["b7"]) == 3 * sum(1 for k in rows["b7"] if k[0] == "clip")
+    for key, r in rows["b1000"].items():
+        for other in rows.values():
+            assert other[key]["chosen"] == r["chosen"] and abs(other[key]["score"] - r["score"]) < 1e-3
+    assert all(rows["b1000"][("mix", sent)]["chosen"] == r["chosen"] for (method, sent), r in rows["b1000"].items() if method == "clip")

@@ -76,6 +76,10 @@ def test_many_images_judged_together_equal_each_phrase_judged_by_hand():
             assert (r["chosen"], r["hit"], r["oracle"]) == (chosen, bool(ious[chosen] > 0.5), bool((ious > 0.5).any()))
             assert r["chance"] == round(float(np.mean(ious > 0.5)), 6) and r["iou"] == round(float(ious[chosen]), 5)
             assert r["box"] == [round(v, 2) for v in boxes[chosen]] and r["candidates"] == len(boxes)
+    records = [r for rs in together for r in rs]
+    shuffled = [records[i] for i in rng.permutation(len(records))]  # workers and resumes interleave records
+    assert summarize(shuffled) == summarize(records)
+    assert summarize(records)["m"]["chance"] == pytest.approx(100 * np.mean([r["chance"] for r in records]), abs=1e-9)
     bad = [(it, refs, boxes, logits.copy()) for it, refs, boxes, logits in cases]
     k = next(i for i, c in enumerate(bad) if i >= 7 and c[3].size)  # a later image: the message names the right one
     bad[k][3][-1, -1] = np.inf

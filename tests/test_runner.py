@@ -1,6 +1,8 @@
 import json
 import math
 
+import pytest
+
 
 from refbench.config import load_config
 from refbench.results import Store, read_record
@@ -98,3 +100,30 @@ def test_journal_is_fsynced_at_most_once_a_second_and_before_the_run_completes(t
     run.append([{"method": "m", "sent_id": 4}])
     run.close()  # closing flushes the rest
     assert synced == [journal] * 3 and [r["sent_id"] for r in run.records()] == [1, 2, 3, 4]
+
+
+def test_placement_scores_in_workers_only_on_the_cpu(monkeypatch):
+    import os
+
+    from refbench.builtins.baselines import LargestScorer
+    from refbench.config import RunnerConfig
+    from refbench.errors import RefbenchError
+    from refbench.runner import Method, placement
+
+    cpu = [Method("a", scorer=LargestScorer())]
+    gpu_scorer = LargestScorer()
+    gpu_scorer.on_gpu = True
+    gpu = cpu + [Method("g", scorer=gpu_scorer)]
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert placement(RunnerConfig(), cpu) == (8, True)  # auto: one single-threaded worker per CPU, at most 8
+    assert placement(RunnerConfig(workers=3), cpu) == (3, True)
+    assert placement(RunnerConfig(), gpu) == (8, False)  # a GPU model: workers prepare, the main process scores
+    assert placement(RunnerConfig(scoring="main"), cpu) == (8, False)
+    assert placement(RunnerConfig(workers=0), cpu) == (0, False)  # everything in the main process
+    with pytest.raises(RefbenchError, match="method 'g' runs on a GPU"):
+        placement(RunnerConfig(scoring="workers"), gpu)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert placement(RunnerConfig(), cpu) == (2, True)
+    assert placement(RunnerConfig(scoring="main"), cpu) == (0, False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert placement(RunnerConfig(), cpu) == (0, False)

@@ -244,9 +244,13 @@ class ClipScorer(EmbeddingScorer):
         return views.to(self.device, non_blocking=True)
 
     @property
-    def pin_memory(self) -> bool:
-        """Batches go to the GPU from pinned memory, so copies are asynchronous (the runner pins them)."""
+    def on_gpu(self) -> bool:  # type: ignore[override]
         return self.device.type == "cuda"
+
+    @property
+    def pin_memory(self) -> bool:  # type: ignore[override]
+        """Batches go to the GPU from pinned memory, so copies are asynchronous (the runner pins them)."""
+        return self.on_gpu
 
     # ------------------------------------------------------------ encoding (main process)
 

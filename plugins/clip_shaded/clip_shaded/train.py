@@ -245,7 +245,8 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
         raise RefbenchError("no trainable phrase (each needs an image with 2+ annotated boxes)", "check data.splits")
     val_bench = BenchmarkConfig(name=f"{config.name}-val", dataset=config.validation.dataset, proposer=config.validation.proposer,
                                 protocol=config.validation.protocol, methods=[{"id": config.name, "scorer": {"plugin": "clip"}}],
-                                runner={"batch_size": config.validation.batch_size, "workers": recipe.workers})
+                                runner={"batch_size": config.validation.batch_size, "workers": recipe.workers,
+                                        "scoring": "main"})  # the live model stays in this process
     val_items = list(reg.build("dataset", config.validation.dataset.as_dict(), "validation.dataset"))
     val_proposer = reg.build("proposer", config.validation.proposer.as_dict(), "validation.proposer")
     method = Method(config.name, scorer=scorer, prompter=prompter)
