@@ -119,6 +119,29 @@ class RawEncoder:
         with torch.inference_mode():
             self.scorer.encode_views(self.views[:batch])  # warm-up
 
+    def side_by_side(self, processes: int) -> float:
+        """Views/s of ``processes`` single-threaded encoders at once (forked; a pass each, started
+        together): the raw encoder run the way the runner runs it when the workers score."""
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork")
+        start, out = ctx.Barrier(processes), ctx.Queue()
+
+        def one() -> None:
+            torch.set_num_threads(1)  # a forked process cannot use OpenMP's pool
+            with torch.inference_mode():
+                self.scorer.encode_views(self.views[: self.batch])  # warm-up
+            start.wait()
+            out.put(self.measure())
+
+        procs = [ctx.Process(target=one) for _ in range(processes)]
+        for p in procs:
+            p.start()
+        rates = [out.get() for _ in procs]
+        for p in procs:
+            p.join()
+        return sum(rates)
+
     def measure(self) -> float:
         """Views/s of one pass over the prepared views."""
         with torch.inference_mode():
@@ -236,17 +259,25 @@ def main() -> int:
             for views in ("exact", "resized"):
                 raw = RawEncoder(cfgs[views], args.batch_size, args.raw_views)
                 # interleaved, the same number of each: the machine's speed drifts by several percent
-                raws, e2es = [], []
+                raws, e2es, sides = [], [], []
                 for r in range(args.repeats):
-                    s = (runs[views][0] if r == 0 else run_once(cfgs[views], tmp / "results")[0])["sessions"][0]
+                    record = runs[views][0] if r == 0 else run_once(cfgs[views], tmp / "results")[0]
+                    s = record["sessions"][0]
                     e2es.append(s["views"] / s["wall_s"])
                     raws.append(raw.measure())
+                    where = s["placement"]
+                    if where["scoring"] == "workers":
+                        sides.append(raw.side_by_side(where["workers"]))
                 del raw
                 prep = preparation_only(cfgs[views])
                 pairs = [e / r for e, r in zip(e2es, raws)]
-                print(f"[{arch}] (b) {views}: raw encoder {_list(raws)} views/s, end to end {_list(e2es)} views/s; "
-                      f"efficiency best/best {100 * max(e2es) / max(raws):.1f}%, median of pairs {100 * float(np.median(pairs)):.1f}% "
-                      f"(preparation alone, no model: {prep:.0f} views/s)")
+                print(f"[{arch}] (b) {views}: raw encoder {_list(raws)} views/s, end to end {_list(e2es)} views/s "
+                      f"({where['workers']} workers, scoring in {where['scoring']}); efficiency best/best {100 * max(e2es) / max(raws):.1f}%, "
+                      f"median of pairs {100 * float(np.median(pairs)):.1f}% (preparation alone, in line, no model: {prep:.0f} views/s)")
+                if sides:
+                    print(f"[{arch}] (b) {views}: raw encoder run as the runner runs it, {where['workers']} single-threaded processes "
+                          f"side by side: {_list(sides)} views/s; end to end / that: best/best {100 * max(e2es) / max(sides):.1f}%")
+                    entry[f"efficiency_{views}_vs_side_by_side"] = max(e2es) / max(sides)
                 entry[f"efficiency_{views}"] = max(e2es) / max(raws)
                 entry[f"efficiency_{views}_pairs"] = pairs
         report[arch] = entry
