@@ -120,27 +120,36 @@ class RawEncoder:
             self.scorer.encode_views(self.views[:batch])  # warm-up
 
     def side_by_side(self, processes: int) -> float:
-        """Views/s of ``processes`` single-threaded encoders at once (forked; a pass each, started
-        together): the raw encoder run the way the runner runs it when the workers score."""
+        """Views/s of ``processes`` single-threaded encoders at once (forked, started together, a
+        pass each): all their views over the time from the first start to the last end. The raw
+        encoder run the way the runner runs it when the workers score."""
         import multiprocessing as mp
+        import queue
 
         ctx = mp.get_context("fork")
-        start, out = ctx.Barrier(processes), ctx.Queue()
+        start, out = ctx.Barrier(processes, timeout=120), ctx.Queue()
 
         def one() -> None:
             torch.set_num_threads(1)  # a forked process cannot use OpenMP's pool
             with torch.inference_mode():
                 self.scorer.encode_views(self.views[: self.batch])  # warm-up
-            start.wait()
-            out.put(self.measure())
+                start.wait()
+                t = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
+                for i in range(0, len(self.views), self.batch):
+                    self.scorer.encode_views(self.views[i : i + self.batch])
+                out.put((t, time.perf_counter()))
 
         procs = [ctx.Process(target=one) for _ in range(processes)]
         for p in procs:
             p.start()
-        rates = [out.get() for _ in procs]
-        for p in procs:
-            p.join()
-        return sum(rates)
+        try:
+            spans = [out.get(timeout=600) for _ in procs]
+        except queue.Empty:
+            raise SystemExit(f"side-by-side encoders did not finish (exit codes {[p.exitcode for p in procs]})") from None
+        finally:
+            for p in procs:
+                p.join(timeout=10)
+        return processes * len(self.views) / (max(e for _, e in spans) - min(t for t, _ in spans))
 
     def measure(self) -> float:
         """Views/s of one pass over the prepared views."""
@@ -210,7 +219,8 @@ def main() -> int:
     p.add_argument("--workers", default="auto", help="runner.workers: a number or auto")
     p.add_argument("--loop-images", type=int, default=None, help="run the slow phrase loop on the first N images only")
     p.add_argument("--raw-views", type=int, default=2048)
-    p.add_argument("--repeats", type=int, default=3, help="(b): end-to-end runs and raw-encoder passes, interleaved")
+    p.add_argument("--repeats", type=int, default=3, choices=range(1, 21), metavar="1..20",
+                   help="(b): end-to-end runs and raw-encoder passes, interleaved")
     p.add_argument("--random-init", action="store_true", help="ignore shipped checkpoints (speed does not depend on weights)")
     p.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c"])
     p.add_argument("--rss-repeats", type=int, default=3)
@@ -273,7 +283,8 @@ def main() -> int:
                 pairs = [e / r for e, r in zip(e2es, raws)]
                 print(f"[{arch}] (b) {views}: raw encoder {_list(raws)} views/s, end to end {_list(e2es)} views/s "
                       f"({where['workers']} workers, scoring in {where['scoring']}); efficiency best/best {100 * max(e2es) / max(raws):.1f}%, "
-                      f"median of pairs {100 * float(np.median(pairs)):.1f}% (preparation alone, in line, no model: {prep:.0f} views/s)")
+                      f"median of pairs {100 * float(np.median(pairs)):.1f}% (preparation alone, no model, "
+                      f"{load_config(cfgs[views]).runner.worker_count() or 'no'} worker processes: {prep:.0f} views/s)")
                 if sides:
                     print(f"[{arch}] (b) {views}: raw encoder run as the runner runs it, {where['workers']} single-threaded processes "
                           f"side by side: {_list(sides)} views/s; end to end / that: best/best {100 * max(e2es) / max(sides):.1f}%")
@@ -308,7 +319,12 @@ def main() -> int:
               f"(adds 4x the annotation and detection files)")
         print(f"(c) [{arch}] within the {4 * args.images}-image run: highest RSS up to image {args.images} "
               f"{med['all']['at_mark']:.0f} MiB, over all {4 * args.images} {med['all']['streamed_max']:.0f} MiB: {100 * within:+.1f}%")
+        tree = med["all"]["streamed_max"] / med["first"]["streamed_max"] - 1
+        print(f"(c) [{arch}] main process and its workers together (the peak above is the main process's): highest RSS while "
+              f"streaming, median: {4 * args.images} images {med['all']['streamed_max']:.0f} MiB vs first {args.images} "
+              f"{med['first']['streamed_max']:.0f} MiB: {100 * tree:+.1f}%")
         report["rss_growth"] = growth
+        report["rss_growth_with_workers"] = tree
         report["rss_growth_within_run"] = within
     print("summary:", json.dumps(report, default=float))
     return 0

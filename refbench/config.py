@@ -76,11 +76,11 @@ class RunnerConfig(_Strict):
     batch_size: int = Field(256, ge=1, description="views per encoder call")
     workers: Workers = Field(
         "auto", description="background processes; 0 = everything in the main process; auto: CPUs - 2, at most 8, when "
-                            "the main process scores, and one per CPU, at most 8, when the workers score")
+                            "the main process scores, and one per CPU when the workers score")
     scoring: Literal["auto", "main", "workers"] = Field(
         "auto", description="where the models run. main: the main process encodes what the workers prepare; workers: each "
                             "worker prepares and scores its own share of the images with its own copy of the models, on "
-                            "one thread (CPU models only); auto: workers when every model is on the CPU and there are 2+ CPUs")
+                            "one thread (CPU models only); auto: workers when every model is on the CPU and there are 2 to 8 CPUs")
 
     def worker_count(self) -> int:
         return worker_count(self.workers)

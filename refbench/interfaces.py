@@ -134,7 +134,8 @@ class Scorer(Component, ABC):
     #: False for scorers that look only at boxes (baselines): no image is decoded for them.
     uses_views: ClassVar[bool] = True
 
-    #: True when the model runs on a GPU: it is then never copied into worker processes.
+    #: True when the model runs on a GPU: it is then only used in the main process (CUDA does
+    #: not survive a fork), never scored in worker processes.
     on_gpu: bool = False
 
     def prepare(self, image: Image.Image, boxes: Sequence[Box], prompter: Prompter | None) -> Any:

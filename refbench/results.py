@@ -6,8 +6,9 @@
     timings and, once complete, the metrics. Replaced atomically (temp file + rename).
 ``results/<run_id>/predictions.jsonl``
     the journal: one JSON line per (method, phrase), appended per batch of images (a
-    killed process loses nothing written) and fsynced at most once a second and at the
-    end (a power cut loses at most the last second, which a resume computes again).
+    killed process loses nothing written) and fsynced at the first append a second or more
+    after the last fsync, and at the end (a power cut loses at most what was appended since
+    the last fsync, which a resume computes again).
     After a crash, the run is resumed from it; a torn last line is dropped.
 
 A complete run is never written again, and a new run never reuses a folder.
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -190,6 +192,20 @@ class Run:
             self._lock = None
 
 
+_locks: "weakref.WeakSet[Any]" = weakref.WeakSet()  # run locks this process holds
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child (the runner's workers): close the inherited lock files. A flock belongs to
+    the open file, so a worker outliving a killed main process would otherwise keep the run
+    locked, and rerunning the command would start a new run instead of resuming."""
+    for handle in list(_locks):
+        handle.close()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 def _try_lock(run_dir: Path) -> Any | None:
     handle = (run_dir / ".lock").open("a")
     try:
@@ -197,6 +213,7 @@ def _try_lock(run_dir: Path) -> Any | None:
     except OSError:
         handle.close()
         return None
+    _locks.add(handle)
     return handle
 
 

@@ -28,6 +28,7 @@ from .errors import RefbenchError
 from .interfaces import Combinator, Dataset, EmbeddingScorer, ImageItem, Prompter, Proposer, Scorer, ScoreRequest
 from .plugins import Registry, registry
 from .protocol import conventions, judge_many, summarize
+from . import transfer
 from .results import Run, Store, environment, git_revision, package_versions
 
 
@@ -228,7 +229,7 @@ class Scoring:
     wait (on the model's device) until a full batch is there, and an image is scored once all
     its views are encoded. Fixed shapes keep the allocator reusing the same blocks, so memory
     stays flat (varying batch shapes grew RSS by 80% in 60 calls), and they match how the raw
-    encoder is measured. Phrases are encoded per chunk (each distinct phrase once per run).
+    encoder is measured. Phrases are encoded per chunk (each distinct phrase once per run and process).
     """
 
     def __init__(self, methods: list[Method], batch_size: int) -> None:
@@ -344,16 +345,20 @@ def placement(runner: RunnerConfig, methods: Sequence[Method]) -> Placement:
     """Scoring in workers runs whole pipelines side by side, one per worker on one thread: on a
     2-core CPU, two single-threaded pipelines outpace one two-threaded model fed in between its
     calls (each keeps a core busy while the other decodes). One thread, because a forked
-    process cannot use OpenMP's thread pool (it hangs). Models on a GPU always run in the main
-    process (CUDA does not survive a fork either)."""
+    process cannot use OpenMP's thread pool (it hangs); so ``auto`` picks it only up to 8 CPUs,
+    one worker each. Models on a GPU always run in the main process (CUDA does not survive a
+    fork either)."""
     cpus = os.cpu_count() or 1
     gpu = [m.id for m in methods if m.scorer is not None and m.scorer.on_gpu]
     if runner.scoring == "workers" and gpu:
         raise RefbenchError(f"runner.scoring is workers, but method {gpu[0]!r} runs on a GPU",
                             "use runner.scoring: main or auto (GPU models are scored in the main process)")
-    if not (runner.scoring == "workers" or (runner.scoring == "auto" and not gpu and cpus > 1)):
+    # auto: CPU models only (CUDA in use counts as a GPU model, declared or not), and at most
+    # 8 CPUs, where one single-threaded pipeline per CPU uses them all
+    auto = not gpu and not torch.cuda.is_initialized() and 1 < cpus <= 8
+    if not (runner.scoring == "workers" or (runner.scoring == "auto" and auto)):
         return Placement(worker_count(runner.workers), False)
-    n = min(cpus, 8) if runner.workers == "auto" else int(runner.workers)
+    n = cpus if runner.workers == "auto" else int(runner.workers)
     return Placement(n, n > 0)
 
 
@@ -382,6 +387,7 @@ class _Shards(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         shard = self.items if info is None else self.items[info.id :: info.num_workers]
         view_methods = [m for m in self.methods if m.uses_views]
+        transfer.share(False)  # batches stay in this process: no shared memory
         try:
             with torch.inference_mode():
                 for scored in _score_chunks(build_chunks(shard, self.proposer, view_methods, self.batch_size), self.methods, self.batch_size):

@@ -6,12 +6,20 @@ from typing import Sequence
 
 import torch
 
+_shared = True
+
+
+def share(on: bool) -> None:
+    """Whether :func:`cat` in a worker writes to shared memory (off in workers that consume their own batches)."""
+    global _shared
+    _shared = on
+
 
 def cat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """``torch.cat`` along dim 0; inside a DataLoader worker the result is written straight into
     shared memory (as ``default_collate`` does), so sending it to the main process copies nothing
     more. One tensor of a single image is returned as is outside workers."""
-    if torch.utils.data.get_worker_info() is None:
+    if not _shared or torch.utils.data.get_worker_info() is None:
         return tensors[0] if len(tensors) == 1 else torch.cat(list(tensors))
     first = tensors[0]
     shape = (sum(t.shape[0] for t in tensors), *first.shape[1:])

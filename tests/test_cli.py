@@ -73,6 +73,8 @@ def test_missing_image_keeps_earlier_work_and_resumes(data_copy, tmp_path, capsy
     assert run([cfg], tmp_path) == 2
     line = error_line(capsys)
     assert f"image {last_image} not found" in line and "dataset.images" in line
+    assert run([cfg, "--workers", "2", "--scoring", "workers"], tmp_path) == 2  # raised in a worker: the same line
+    assert f"image {last_image} not found" in error_line(capsys)
     (run_dir,) = (tmp_path / "results").iterdir()
     kept = len((run_dir / "predictions.jsonl").read_text().splitlines())
     assert kept > 0 and json.loads((run_dir / "run.json").read_text())["status"] == "running"
@@ -99,10 +101,11 @@ def test_degenerate_and_empty_proposals(data_copy, tmp_path, capsys, write_confi
     dets_path.write_text(json.dumps([d for d in dets if d["image_id"] != image]))
     assert run([cfg, "--new"], tmp_path) == 2
     assert f"image {image} " in error_line(capsys)
-    # with a worker the judging runs in a background thread: the error still ends the run, once
-    assert run([cfg, "--new", "--workers", "1"], tmp_path) == 2
-    line = error_line(capsys)
-    assert f"image {image} " in line and "no candidate boxes" in line and "empty_proposals: miss" in line
+    # a worker that prepares (judging then runs in a background thread), or that scores: the error still ends the run, once
+    for where in (["--scoring", "main"], ["--scoring", "workers"]):
+        assert run([cfg, "--new", "--workers", "1", *where], tmp_path) == 2
+        line = error_line(capsys)
+        assert f"image {image} " in line and "no candidate boxes" in line and "empty_proposals: miss" in line
     cfg = write_config(bench_yaml(data_copy, RANDOM, extra="protocol: {empty_proposals: miss}"), "miss.yaml")
     assert run([cfg], tmp_path) == 0
 

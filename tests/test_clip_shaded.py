@@ -124,7 +124,10 @@ def test_phrase_features_skip_the_padding_after_end_of_text(arch):
             tokens = scorer.tokenize(texts)
             full = scorer.model.encode_text(tokens, normalize=True)
             assert torch.allclose(encode_text(scorer.model, tokens), full, atol=1e-5)
-        assert int(scorer.tokenize(short).argmax(-1).max()) + 1 < scorer.model.context_length  # the short batch was cut
+        assert int(scorer.tokenize(short).argmax(-1).max()) + 1 < scorer.model.context_length  # the short batch is cut...
+        full = scorer.model.encode_text(scorer.tokenize(short), normalize=True)
+        scorer.model.encode_text = None  # ...by encode_text itself, not open_clip's
+        assert torch.allclose(encode_text(scorer.model, scorer.tokenize(short)), full, atol=1e-5)
 
 
 def test_phrase_features_come_from_the_cache_exactly_as_computed(tiny_scorer, monkeypatch):

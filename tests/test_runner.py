@@ -114,16 +114,46 @@ def test_placement_scores_in_workers_only_on_the_cpu(monkeypatch):
     gpu_scorer = LargestScorer()
     gpu_scorer.on_gpu = True
     gpu = cpu + [Method("g", scorer=gpu_scorer)]
-    monkeypatch.setattr(os, "cpu_count", lambda: 16)
-    assert placement(RunnerConfig(), cpu) == (8, True)  # auto: one single-threaded worker per CPU, at most 8
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert placement(RunnerConfig(), cpu) == (8, True)  # auto: one single-threaded worker per CPU
     assert placement(RunnerConfig(workers=3), cpu) == (3, True)
-    assert placement(RunnerConfig(), gpu) == (8, False)  # a GPU model: workers prepare, the main process scores
-    assert placement(RunnerConfig(scoring="main"), cpu) == (8, False)
+    assert placement(RunnerConfig(), gpu) == (6, False)  # a GPU model: workers prepare, the main process scores
+    assert placement(RunnerConfig(scoring="main"), cpu) == (6, False)
     assert placement(RunnerConfig(workers=0), cpu) == (0, False)  # everything in the main process
     with pytest.raises(RefbenchError, match="method 'g' runs on a GPU"):
         placement(RunnerConfig(scoring="workers"), gpu)
+    monkeypatch.setattr(os, "cpu_count", lambda: 32)  # one thread a worker would leave cores idle: the main process scores
+    assert placement(RunnerConfig(), cpu) == (8, False)
+    assert placement(RunnerConfig(scoring="workers", workers=32), cpu) == (32, True)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert placement(RunnerConfig(), cpu) == (2, True)
     assert placement(RunnerConfig(scoring="main"), cpu) == (0, False)
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     assert placement(RunnerConfig(), cpu) == (0, False)
+
+
+def test_a_forked_worker_does_not_keep_the_run_locked(tmp_path):
+    """Workers are forked while the run's lock is held; one that outlives the main process
+    (kill -9) must not keep the run locked, or rerunning would start a new run."""
+    import os
+    import time
+
+    from refbench.results import _try_lock
+
+    store = Store(tmp_path)
+    run = store.create("t", {"config_sha256": "0" * 64, "status": "running"})
+    ready, started = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker: lives on past the main process's lock
+        os.write(started, b"x")  # the fork handlers have run
+        time.sleep(3)
+        os._exit(0)
+    try:
+        assert os.read(ready, 1) == b"x"
+        run.close()  # as the main process dying releases its own lock
+        again = _try_lock(run.dir)
+        assert again is not None, "the forked child still holds the run's lock"
+        again.close()
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)

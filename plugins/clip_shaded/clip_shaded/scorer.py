@@ -128,7 +128,8 @@ def encode_text(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     about 10 of CLIP's 77 positions). This mirrors ``CLIP.encode_text`` on the shorter
     sequence; any other text tower gets ``model.encode_text`` itself.
     """
-    if not (type(model) is open_clip.CLIP and model.text_pool_type == "argmax" and model.attn_mask is not None):
+    if not (type(model) is open_clip.CLIP and model.text_pool_type == "argmax" and model.attn_mask is not None
+            and getattr(model.transformer, "batch_first", False)):  # older open_clip runs it sequence-first
         return model.encode_text(tokens, normalize=True)
     ends = tokens.argmax(dim=-1)
     n = int(ends.max()) + 1
@@ -268,8 +269,8 @@ class ClipScorer(EmbeddingScorer):
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """Token ids ``[len(texts), context]``. open_clip's BPE runs in Python, so each distinct
-        phrase is tokenised once (the new ones of a call together) and kept for up to
-        ``text_cache_size`` phrases."""
+        phrase is tokenised once (the new ones of a call together) and kept; when a call's new
+        phrases would take the cache past ``text_cache_size``, it starts over with that call's."""
         cache = self._token_cache
         new = list(dict.fromkeys(t for t in texts if t not in cache))
         if new:
