@@ -139,16 +139,18 @@ class RawEncoder:
                     self.scorer.encode_views(self.views[i : i + self.batch])
                 out.put((t, time.perf_counter()))
 
-        procs = [ctx.Process(target=one) for _ in range(processes)]
+        procs = [ctx.Process(target=one, daemon=True) for _ in range(processes)]
         for p in procs:
             p.start()
         try:
-            spans = [out.get(timeout=600) for _ in procs]
+            spans = [out.get(timeout=300) for _ in procs]
         except queue.Empty:
             raise SystemExit(f"side-by-side encoders did not finish (exit codes {[p.exitcode for p in procs]})") from None
         finally:
             for p in procs:
                 p.join(timeout=10)
+                if p.is_alive():
+                    p.terminate()
         return processes * len(self.views) / (max(e for _, e in spans) - min(t for t, _ in spans))
 
     def measure(self) -> float:

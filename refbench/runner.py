@@ -358,7 +358,7 @@ def placement(runner: RunnerConfig, methods: Sequence[Method]) -> Placement:
     auto = not gpu and not torch.cuda.is_initialized() and 1 < cpus <= 8
     if not (runner.scoring == "workers" or (runner.scoring == "auto" and auto)):
         return Placement(worker_count(runner.workers), False)
-    n = cpus if runner.workers == "auto" else int(runner.workers)
+    n = min(cpus, 8) if runner.workers == "auto" else int(runner.workers)  # a model copy each: at most 8 unless asked
     return Placement(n, n > 0)
 
 
@@ -387,7 +387,8 @@ class _Shards(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         shard = self.items if info is None else self.items[info.id :: info.num_workers]
         view_methods = [m for m in self.methods if m.uses_views]
-        transfer.share(False)  # batches stay in this process: no shared memory
+        if info is not None:
+            transfer.share(False)  # a scoring worker keeps its batches: no shared memory
         try:
             with torch.inference_mode():
                 for scored in _score_chunks(build_chunks(shard, self.proposer, view_methods, self.batch_size), self.methods, self.batch_size):
@@ -566,7 +567,7 @@ def _execute(bench: Bench, run: Run, progress: ProgressFn | None, announce: Call
     todo = [it for it in items if any((m, r.sent_id) not in done for r in it.refs for m in method_ids)]
     place = placement(config.runner, bench.methods)
     session = {"started": _now(), "git": git_revision(Path.cwd()), "kept": len(done), "images": len(todo),
-               "placement": {"workers": place.workers, "scoring": "workers" if place.scoring_in_workers else "main",
+               "placement": {"workers": min(place.workers, len(todo)), "scoring": "workers" if place.scoring_in_workers else "main",
                              "threads": 1 if place.scoring_in_workers else torch.get_num_threads()}}
     run.record["sessions"].append(session)
     run.save()

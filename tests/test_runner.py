@@ -114,6 +114,9 @@ def test_placement_scores_in_workers_only_on_the_cpu(monkeypatch):
     gpu_scorer = LargestScorer()
     gpu_scorer.on_gpu = True
     gpu = cpu + [Method("g", scorer=gpu_scorer)]
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert placement(RunnerConfig(), cpu) == (8, True)  # auto: one single-threaded worker per CPU
     assert placement(RunnerConfig(workers=3), cpu) == (3, True)
@@ -125,6 +128,11 @@ def test_placement_scores_in_workers_only_on_the_cpu(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 32)  # one thread a worker would leave cores idle: the main process scores
     assert placement(RunnerConfig(), cpu) == (8, False)
     assert placement(RunnerConfig(scoring="workers", workers=32), cpu) == (32, True)
+    assert placement(RunnerConfig(scoring="workers"), cpu) == (8, True)  # auto: at most 8 model copies
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)  # CUDA in use, declared or not: never forked
+    assert placement(RunnerConfig(), cpu) == (2, False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert placement(RunnerConfig(), cpu) == (2, True)
     assert placement(RunnerConfig(scoring="main"), cpu) == (0, False)
