@@ -135,8 +135,7 @@ class RawEncoder:
                 self.scorer.encode_views(self.views[: self.batch])  # warm-up
                 start.wait()
                 t = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
-                for i in range(0, len(self.views), self.batch):
-                    self.scorer.encode_views(self.views[i : i + self.batch])
+                self._pass()
                 out.put((t, time.perf_counter()))
 
         procs = [ctx.Process(target=one, daemon=True) for _ in range(processes)]
@@ -153,14 +152,17 @@ class RawEncoder:
                     p.terminate()
         return processes * len(self.views) / (max(e for _, e in spans) - min(t for t, _ in spans))
 
+    def _pass(self) -> None:
+        for i in range(0, len(self.views), self.batch):
+            self.scorer.encode_views(self.views[i : i + self.batch])
+
     def measure(self) -> float:
         """Views/s of one pass over the prepared views."""
         with torch.inference_mode():
             if self.cuda:
                 torch.cuda.synchronize()
             t = time.perf_counter()
-            for i in range(0, len(self.views), self.batch):
-                self.scorer.encode_views(self.views[i : i + self.batch])
+            self._pass()
             if self.cuda:
                 torch.cuda.synchronize()
             return len(self.views) / (time.perf_counter() - t)

@@ -71,7 +71,8 @@ def judge_many(cases: Sequence[Case], protocol: ProtocolConfig, method: str) -> 
     counts = np.array([len(cases[k][2]) for k in live])
     phrases = np.array([len(cases[k][1]) for k in live])
     width = int(counts.max())
-    padding = np.arange(width) >= np.repeat(counts, phrases)[:, None]  # [phrases, width]: past the image's candidates
+    per_row = np.repeat(counts, phrases)  # each phrase row's candidate count
+    padding = np.arange(width) >= per_row[:, None]  # [phrases, width]: past the image's candidates
     scores = np.full((int(phrases.sum()), width), -np.inf)
     candidates = np.zeros((len(scores), width, 4))
     t = 0
@@ -92,12 +93,15 @@ def judge_many(cases: Sequence[Case], protocol: ProtocolConfig, method: str) -> 
     rows = np.arange(len(scores))
     # one conversion to Python values per column (not per phrase): judging runs on every phrase
     columns = zip(chosen.tolist(), candidates[rows, chosen].tolist(), scores[rows, chosen].tolist(), ious[rows, chosen].tolist(),
-                  good[rows, chosen].tolist(), good.any(axis=1).tolist(), (good.sum(axis=1) / np.repeat(counts, phrases)).tolist())
+                  good[rows, chosen].tolist(), good.any(axis=1).tolist(), (good.sum(axis=1) / per_row).tolist())
     for k in live:  # zip stops at the end of refs without taking from columns: each image takes its rows
         item, refs, boxes, _ = cases[k]
         out[k] = [_record(item, ref, method, c, box, score, iou_, hit, oracle, chance, len(boxes))
                   for ref, (c, box, score, iou_, hit, oracle, chance) in zip(refs, columns)]
     return out
+
+
+IOU_DIGITS, CHANCE_DIGITS = 5, 6  # decimals kept in a record (and summed exactly by _Tally)
 
 
 def _record(item: ImageItem, ref: Ref, method: str, chosen: int | None, box: list[float], score: float,
@@ -106,15 +110,15 @@ def _record(item: ImageItem, ref: Ref, method: str, chosen: int | None, box: lis
         "method": method, "sent_id": ref.sent_id, "ref_id": ref.ref_id, "image_id": item.image_id,
         "split": ref.split, "phrase_type": ref.phrase_type, "text": ref.text,
         "chosen": chosen, "box": [round(v, 2) for v in box], "score": round(score, 5),
-        "iou": round(iou, 5), "hit": hit, "oracle": oracle, "chance": round(chance, 6), "candidates": n,
+        "iou": round(iou, IOU_DIGITS), "hit": hit, "oracle": oracle, "chance": round(chance, CHANCE_DIGITS), "candidates": n,
     }
 
 
 class _Tally:
     """Counts and sums of one group of records. ``chance`` and ``iou`` are recorded rounded to
-    6 and 5 decimals, so they are summed as integers (millionths, hundred-thousandths): exact,
-    so the totals do not depend on the order the records come in (workers interleave them,
-    a resumed run appends the rest later)."""
+    ``CHANCE_DIGITS`` and ``IOU_DIGITS`` decimals, so they are summed as integers in those units:
+    exact, so the totals do not depend on the order the records come in (workers interleave
+    them, a resumed run appends the rest later)."""
 
     __slots__ = ("n", "hits", "oracle", "chance", "iou")
 
@@ -125,13 +129,13 @@ class _Tally:
         self.n += 1
         self.hits += bool(r["hit"])
         self.oracle += bool(r["oracle"])
-        self.chance += round(r["chance"] * 1e6)
-        self.iou += round(r["iou"] * 1e5)
+        self.chance += round(r["chance"] * 10**CHANCE_DIGITS)
+        self.iou += round(r["iou"] * 10**IOU_DIGITS)
 
     def totals(self) -> dict[str, Any]:
         n = max(self.n, 1)
         return {"n": self.n, "accuracy": 100.0 * self.hits / n, "upper_bound": 100.0 * self.oracle / n,
-                "chance": 100.0 * self.chance / 1e6 / n, "mean_iou": self.iou / 1e5 / n}
+                "chance": 100.0 * self.chance / 10**CHANCE_DIGITS / n, "mean_iou": self.iou / 10**IOU_DIGITS / n}
 
 
 def summarize(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:

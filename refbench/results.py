@@ -156,8 +156,7 @@ class Run:
     def append(self, records: list[dict[str, Any]]) -> None:
         """Append whole lines. Once this returns they survive the process being killed; they are
         fsynced (survive a power cut) when a second has passed since the last fsync, and by
-        :meth:`sync`. A fsync per batch would cost a disk flush each: 5 ms here, far more on
-        network file systems."""
+        :meth:`sync`: not a disk flush per batch, which network file systems make slow."""
         if not records:
             return
         data = "".join(_LINE(r) + "\n" for r in records).encode()

@@ -376,22 +376,19 @@ def _score_chunks(chunks: Iterable[Chunk], methods: list[Method], batch_size: in
 
 
 class _Shards(torch.utils.data.IterableDataset):
-    """Scoring in workers: each worker prepares and scores every ``num_workers``-th image with
-    its own copy of the models and sends back images with their logits (or the error that
-    stopped it, as a value)."""
+    """Scoring in workers: each worker scores the chunks it builds (its share of the images, see
+    :class:`_Chunks`) with its own copy of the models and sends back images with their logits
+    (or the error that stopped it, as a value)."""
 
-    def __init__(self, items: list[ImageItem], proposer: Proposer, methods: list[Method], batch_size: int) -> None:
-        self.items, self.proposer, self.methods, self.batch_size = items, proposer, methods, batch_size
+    def __init__(self, chunks: _Chunks, methods: list[Method], batch_size: int) -> None:
+        self.chunks, self.methods, self.batch_size = chunks, methods, batch_size
 
     def __iter__(self) -> Iterator[Scored | RefbenchError]:
-        info = torch.utils.data.get_worker_info()
-        shard = self.items if info is None else self.items[info.id :: info.num_workers]
-        view_methods = [m for m in self.methods if m.uses_views]
-        if info is not None:
+        if torch.utils.data.get_worker_info() is not None:
             transfer.share(False)  # a scoring worker keeps its batches: no shared memory
         try:
             with torch.inference_mode():
-                for scored in _score_chunks(build_chunks(shard, self.proposer, view_methods, self.batch_size), self.methods, self.batch_size):
+                for scored in _score_chunks(iter(self.chunks), self.methods, self.batch_size):
                     for p, _ in scored:
                         p.views.clear()  # per-image scorers' inputs are spent: not sent back
                     yield scored
@@ -399,12 +396,14 @@ class _Shards(torch.utils.data.IterableDataset):
             yield exc
 
 
-def score_stream(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig) -> Iterator[Scored]:
-    """Images with their logits, as soon as they are scored; preparation overlaps scoring."""
-    place = placement(config.runner, methods)
+def score_stream(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig,
+                 place: Placement | None = None) -> Iterator[Scored]:
+    """Images with their logits, as soon as they are scored; preparation overlaps scoring.
+    ``place``: where the work runs (default: :func:`placement` of the config)."""
+    place = place or placement(config.runner, methods)
     batch = config.runner.batch_size
     if place.scoring_in_workers and items:
-        shards = _Shards(items, proposer, methods, batch)
+        shards = _Shards(_Chunks(items, proposer, [m for m in methods if m.uses_views], batch), methods, batch)
         for scored in torch.utils.data.DataLoader(shards, batch_size=None, num_workers=min(place.workers, len(items)),
                                                   collate_fn=_single, worker_init_fn=_worker_init, prefetch_factor=2):
             if isinstance(scored, RefbenchError):
@@ -585,7 +584,7 @@ def _execute(bench: Bench, run: Run, progress: ProgressFn | None, announce: Call
     counted(0, 0, 0)
     recorder = _Recorder(run, config, done, background=place.workers > 0 and not place.scoring_in_workers, counted=counted)
     try:
-        for scored in score_stream(todo, bench.proposer, bench.methods, config):
+        for scored in score_stream(todo, bench.proposer, bench.methods, config, place):
             recorder.put(scored)
     finally:
         recorder.close()

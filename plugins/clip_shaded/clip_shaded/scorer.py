@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import open_clip
@@ -267,19 +267,27 @@ class ClipScorer(EmbeddingScorer):
                      for i in range(0, len(views), step)]
         return torch.cat(feats).float()
 
-    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
-        """Token ids ``[len(texts), context]``. open_clip's BPE runs in Python, so each distinct
-        phrase is tokenised once (the new ones of a call together) and kept; when a call's new
-        phrases would take the cache past ``text_cache_size``, it starts over with that call's."""
-        cache = self._token_cache
-        new = list(dict.fromkeys(t for t in texts if t not in cache))
+    def _cached(self, cache: dict[Any, Any], keys: Sequence[Any], compute: Callable[[list[int]], Sequence[Any]]) -> list[Any]:
+        """``cache[k]`` for every key; each missing distinct key is computed once (``compute`` gets the
+        rows where they first appear, all together). When the new keys would take the cache past
+        ``text_cache_size``, it starts over with this call's."""
+        first: dict[Any, int] = {}  # distinct key -> its first row
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        new = [i for k, i in first.items() if k not in cache]
         if new:
             if len(cache) + len(new) > self.text_cache_size:
                 cache.clear()
-                new = list(dict.fromkeys(texts))
-            ids = self.tokenizer([self.options.template.format(t) for t in new]).numpy()
-            cache.update(zip(new, ids))
-        return torch.from_numpy(np.stack([cache[t] for t in texts]))
+                new = list(first.values())
+            cache.update(zip((keys[i] for i in new), compute(new)))
+        return [cache[k] for k in keys]
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """Token ids ``[len(texts), context]``. open_clip's BPE runs in Python, so each distinct
+        phrase is tokenised once (a call's new ones together) and kept (see :meth:`_cached`)."""
+        ids = self._cached(self._token_cache, texts,
+                           lambda rows: self.tokenizer([self.options.template.format(texts[i]) for i in rows]).numpy())
+        return torch.from_numpy(np.stack(ids))
 
     def prepare_texts(self, texts: Sequence[str]) -> torch.Tensor:
         return self.tokenize(texts)
@@ -294,20 +302,11 @@ class ClipScorer(EmbeddingScorer):
     def encode_texts(self, texts: torch.Tensor) -> torch.Tensor:
         """Features of token ids (``prepare_texts`` output). Each distinct phrase is encoded once per
         run: features are kept for up to 65,536 phrases (a few MB), then the cache starts over."""
-        rows = texts.numpy()
-        first: dict[bytes, int] = {}  # distinct phrase -> its first row
-        keys = [row.tobytes() for row in rows]
-        for i, k in enumerate(keys):
-            first.setdefault(k, i)
-        new = [i for k, i in first.items() if k not in self._text_cache]
-        if new:
-            if len(self._text_cache) + len(new) > self.text_cache_size:
-                self._text_cache.clear()
-                new = list(first.values())
+        def compute(rows: list[int]) -> torch.Tensor:
             with self.autocast():
-                features = encode_text(self.model, texts[new].to(self.device)).float()
-            self._text_cache.update(zip((keys[i] for i in new), features))
-        return torch.stack([self._text_cache[k] for k in keys])
+                return encode_text(self.model, texts[rows].to(self.device)).float()
+
+        return torch.stack(self._cached(self._text_cache, [row.tobytes() for row in texts.numpy()], compute))
 
     def logits(self, text_features: torch.Tensor, view_features: torch.Tensor) -> np.ndarray:
         scale = self.model.logit_scale.exp().float()
