@@ -31,7 +31,8 @@ import torch
 
 from refbench.config import load_config
 from refbench.results import Store, read_record
-from refbench.runner import build, chunk_stream, load_image, run_benchmark
+from refbench.run import build, load_image, propose_all, run_benchmark, worker_count
+from refbench.run.prepare import chunk_stream
 from refbench.synth import SynthSpec, generate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,7 +66,7 @@ def method(args: argparse.Namespace, arch: str, views: str) -> str:
 def run_once(cfg_path: Path, results: Path) -> tuple[dict, list[dict]]:
     run = run_benchmark(load_config(cfg_path), Store(results), fresh=True)
     record = read_record(run.dir)
-    return record, [json.loads(x) for x in run.journal_path.read_text().splitlines()]
+    return record, [json.loads(x) for x in run.journal.path.read_text().splitlines()]
 
 
 def phrase_loop(cfg_path: Path, limit: int | None) -> tuple[float, dict[int, int], int]:
@@ -93,7 +94,8 @@ def preparation_only(cfg_path: Path) -> float:
     bench = build(config)
     items = list(bench.dataset)
     start, n = time.perf_counter(), 0
-    for chunk in chunk_stream(items, bench.proposer, bench.methods, config.runner.batch_size, config.runner.worker_count()):
+    boxes = propose_all(items, bench.proposer, config.proposer.invalid).boxes
+    for chunk in chunk_stream(items, boxes, bench.methods, config.runner.batch_size, worker_count(config.runner.workers)):
         n += sum(len(p.boxes) for p in chunk.images)
     return n / (time.perf_counter() - start)
 
@@ -288,7 +290,7 @@ def main() -> int:
                 print(f"[{arch}] (b) {views}: raw encoder {_list(raws)} views/s, end to end {_list(e2es)} views/s "
                       f"({where['workers']} workers, scoring in {where['scoring']}); efficiency best/best {100 * max(e2es) / max(raws):.1f}%, "
                       f"median of pairs {100 * float(np.median(pairs)):.1f}% (preparation alone, no model, "
-                      f"{load_config(cfgs[views]).runner.worker_count() or 'no'} worker processes: {prep:.0f} views/s)")
+                      f"{worker_count(load_config(cfgs[views]).runner.workers) or 'no'} worker processes: {prep:.0f} views/s)")
                 if sides:
                     print(f"[{arch}] (b) {views}: raw encoder run as the runner runs it, {where['workers']} single-threaded processes "
                           f"side by side: {_list(sides)} views/s; end to end / that: best/best {100 * max(e2es) / max(sides):.1f}%")

@@ -1,28 +1,65 @@
-"""refbench: a pluggable benchmark harness for referring-expression comprehension."""
+"""refbench: a pluggable benchmark harness for referring-expression comprehension.
 
-from .boxes import Box, IoUConvention, as_array, check_boxes, iou_matrix
-from .config import BenchmarkConfig, ProtocolConfig, load_config
-from .errors import RefbenchError
-from .hookspecs import hookimpl
-from .interfaces import (
-    Annotation,
-    Combinator,
-    Component,
-    Dataset,
-    EmbeddingScorer,
-    ImageItem,
-    Options,
-    Prompter,
-    Proposer,
-    Ref,
-    Scorer,
-    ScoreRequest,
-)
+This module is refbench's public face: everything a plugin may use is importable from
+``refbench`` itself and listed in ``__all__`` (the README's "Writing a plugin" describes
+each). Every other module is private and may change. Names are imported on first use, so
+``import refbench`` (and the CLI's start) stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Annotation", "BenchmarkConfig", "Box", "Combinator", "Component", "Dataset", "EmbeddingScorer", "ImageItem",
-    "IoUConvention", "Options", "Prompter", "Proposer", "ProtocolConfig", "Ref", "RefbenchError", "ScoreRequest",
-    "Scorer", "as_array", "check_boxes", "hookimpl", "iou_matrix", "load_config",
-]
+# public name -> the private module that defines it
+_EXPORTS: dict[str, str] = {
+    # interfaces and data
+    "Component": "interfaces", "Options": "interfaces", "Dataset": "interfaces", "Proposer": "interfaces",
+    "Prompter": "interfaces", "Scorer": "interfaces", "EmbeddingScorer": "interfaces", "Combinator": "interfaces",
+    "ImageItem": "interfaces", "Ref": "interfaces", "Annotation": "interfaces", "ScoreRequest": "interfaces",
+    # boxes and IoU
+    "Box": "boxes", "IoUConvention": "boxes", "as_array": "boxes", "iou": "boxes", "iou_matrix": "boxes",
+    "box_problem": "boxes", "check_boxes": "boxes",
+    # errors and hooks
+    "RefbenchError": "errors", "hookimpl": "hookspecs",
+    # files
+    "atomic_path": "files", "write_atomic": "files", "sha256": "files",
+    # configs
+    "BenchmarkConfig": "config", "ComponentSpec": "config", "ProposerSpec": "config", "ProtocolConfig": "config", "Workers": "config",
+    "load_config": "config", "load_yaml": "config", "config_digest": "config",
+    # running
+    "Method": "run", "build_component": "run", "evaluate": "run", "join_tensors": "run", "load_image": "run",
+    "worker_count": "run",
+    # provenance
+    "package_versions": "provenance",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'refbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:
+    from .boxes import Box, IoUConvention, as_array, box_problem, check_boxes, iou, iou_matrix
+    from .config import (BenchmarkConfig, ComponentSpec, ProposerSpec, ProtocolConfig, Workers, config_digest, load_config,
+                         load_yaml)
+    from .errors import RefbenchError
+    from .files import atomic_path, sha256, write_atomic
+    from .hookspecs import hookimpl
+    from .interfaces import (Annotation, Combinator, Component, Dataset, EmbeddingScorer, ImageItem, Options, Prompter,
+                             Proposer, Ref, Scorer, ScoreRequest)
+    from .provenance import package_versions
+    from .run import Method, build_component, evaluate, join_tensors, load_image, worker_count

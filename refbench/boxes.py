@@ -79,21 +79,27 @@ def iou(a: np.ndarray, b: np.ndarray, convention: IoUConvention = "refer") -> np
         return np.where(union > 0, inter / union, 0.0)
 
 
-def check_boxes(boxes: Sequence[Box], width: float, height: float, where: str, tolerance: float = 1.0) -> None:
-    """Refuse degenerate or out-of-image boxes with one clear message.
+OUT_OF_IMAGE_TOLERANCE = 1.0  # pixels a box may overhang the image (detectors round outwards)
 
-    ``tolerance`` pixels of overhang are accepted (detectors round outwards).
-    """
+
+def box_problem(b: Box, width: float, height: float, tolerance: float = OUT_OF_IMAGE_TOLERANCE) -> str | None:
+    """Why ``b`` is not a usable box in a ``width`` x ``height`` image, or None: a non-finite
+    coordinate, a width or height <= 0, or more than ``tolerance`` pixels outside the image."""
+    values = (b.x, b.y, b.w, b.h)
+    if not all(math.isfinite(v) for v in values):
+        return "has a non-finite coordinate"
+    if b.w <= 0 or b.h <= 0:
+        return "is degenerate (width and height must be > 0)"
+    if b.x < -tolerance or b.y < -tolerance or b.x + b.w > width + tolerance or b.y + b.h > height + tolerance:
+        return f"lies outside the {width:g}x{height:g} image"
+    return None
+
+
+def check_boxes(boxes: Sequence[Box], width: float, height: float, where: str,
+                tolerance: float = OUT_OF_IMAGE_TOLERANCE) -> None:
+    """Refuse the first unusable box (see :func:`box_problem`) with one clear message."""
     for i, b in enumerate(boxes):
-        values = (b.x, b.y, b.w, b.h)
-        if not all(math.isfinite(v) for v in values):
-            raise RefbenchError(f"{where}: box {i} {list(values)} has a non-finite coordinate",
-                                "remove it from the source file")
-        if b.w <= 0 or b.h <= 0:
-            raise RefbenchError(f"{where}: box {i} {list(values)} is degenerate (width and height must be > 0)",
-                                "remove it from the source file, or check the boxes are [x, y, w, h] not [x1, y1, x2, y2]")
-        if b.x < -tolerance or b.y < -tolerance or b.x + b.w > width + tolerance or b.y + b.h > height + tolerance:
-            raise RefbenchError(
-                f"{where}: box {i} {list(values)} lies outside the {width:g}x{height:g} image",
-                "check the proposals belong to this image set and are [x, y, w, h] pixels",
-            )
+        problem = box_problem(b, width, height, tolerance)
+        if problem is not None:
+            raise RefbenchError(f"{where}: box {i} {[b.x, b.y, b.w, b.h]} {problem}",
+                                "remove it from the source file; boxes are [x, y, w, h] pixels, not [x1, y1, x2, y2]")

@@ -27,7 +27,7 @@ def _store(args: argparse.Namespace) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .runner import run_benchmark
+    from .run import run_benchmark
 
     knobs = {"batch_size": args.batch_size, "workers": args.workers, "scoring": args.scoring, "limit": args.limit}
     config = load_config(args.config, runner={k: v for k, v in knobs.items() if v is not None})
@@ -48,28 +48,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _print_run(record: dict[str, Any]) -> None:
     """Accuracy per split, then per phrase type: two tables, so each fits a narrow terminal."""
+    from .tables import Col, hidden_note, show
+
     metrics = record["metrics"]
     splits = sorted({s for m in metrics.values() for s in m["splits"]})
     types = sorted({t for m in metrics.values() for t in m["phrase_types"]})
     several = len(splits) > 1
-    table = Table(title=f"{record['benchmark']} ({record['dataset_key']}): accuracy %, {record['protocol']['rule']}",
-                  title_justify="left")
-    table.add_column("method", no_wrap=True)
-    for col in [*splits, *(["overall"] if several else []), "upper bound", "n"]:
-        table.add_column(col, justify="right", no_wrap=True)
-    for method, m in metrics.items():
-        table.add_row(escape(method), *[f"{m['splits'][s]['accuracy']:.2f}" if s in m["splits"] else "" for s in splits],
-                      *([f"[bold]{m['accuracy']:.2f}"] if several else []), f"{m['upper_bound']:.2f}", str(m["n"]))
-    console.print(table)
+    cols = [Col("method"), *[Col(s, justify="right") for s in splits],
+            *([Col("overall", justify="right", style="bold")] if several else []),
+            Col("upper bound", justify="right", drop=1), Col("n", justify="right", drop=2)]
+    rows = [(method, *[f"{m['splits'][s]['accuracy']:.2f}" if s in m["splits"] else "" for s in splits],
+             *([f"{m['accuracy']:.2f}"] if several else []), f"{m['upper_bound']:.2f}", str(m["n"]))
+            for method, m in metrics.items()]
+    hidden = show(console, cols, rows, title=escape(f"{record['benchmark']} ({record['dataset_key']}): accuracy %, "
+                                                    f"{record['protocol']['rule']}"))
     if types:
-        by_type = Table(title="accuracy % per phrase type", title_justify="left")
-        by_type.add_column("method", no_wrap=True)
-        for t in types:
-            by_type.add_column(t, justify="right", no_wrap=True)
-        for method, m in metrics.items():
-            by_type.add_row(escape(method), *[f"{m['phrase_types'][t]['accuracy']:.1f}" if t in m["phrase_types"] else ""
-                                              for t in types])
-        console.print(by_type)
+        rows = [(method, *[f"{m['phrase_types'][t]['accuracy']:.1f}" if t in m["phrase_types"] else "" for t in types])
+                for method, m in metrics.items()]
+        show(console, [Col("method"), *[Col(t, justify="right") for t in types]], rows, title="accuracy % per phrase type")
+    note = hidden_note(hidden, "refbench leaderboard --wide")
+    if note:
+        console.print(note, highlight=False)
     chance = next(iter(metrics.values()))["chance"]
     console.print(f"chance (uniform pick among candidates): {chance:.2f}%; wall {record['timing']['wall_s']:.1f}s")
 
@@ -79,24 +78,25 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     rows = collect(_store(args), args.benchmark, reported=not args.no_reported,
                    warn=lambda s: errors.print(f"[yellow]warning:[/] {escape(s)}", soft_wrap=True), latest=args.latest)
-    text = render(rows, args.format, console)
+    text = render(rows, args.format, console, wide=True if args.wide else None)
     if text is not None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    """Fits the terminal (summaries cut with "…"; plugin, version, package hidden in that order when
+    narrow); ``--wide``, or stdout piped without COLUMNS, shows every column in full (``refbench.tables``)."""
     from .plugins import registry
+    from .tables import Col, hidden_note, show
 
     reg = registry()
-    table = Table(title="refbench components", title_justify="left")
-    for col in ("kind", "name", "plugin", "package", "version", "summary"):
-        table.add_column(col)
-    for info in reg.components():
-        doc = (info.cls.__doc__ or "").strip().splitlines()
-        table.add_row(info.kind, escape(info.name), escape(info.plugin), escape(info.package), info.version,
-                      escape(doc[0]) if doc else "")
-    console.print(table)
+    cols = [Col("kind"), Col("name", style="bold"), Col("plugin", drop=1), Col("package", drop=3),
+            Col("version", drop=2), Col("summary", cut=True, min_width=24, drop=4)]
+    rows = [(i.kind, i.name, i.plugin, i.package, i.version, i.summary) for i in reg.components()]  # .summary: no import
+    note = hidden_note(show(console, cols, rows, title="refbench components", wide=True if args.wide else None))
+    if note:
+        console.print(note, highlight=False)
     for b in reg.broken:
         errors.print(f"[red]plugin {escape(repr(b.plugin))} ({escape(b.package)}, {escape(b.target)}) failed to load:[/] "
                      f"{escape(b.error)}", soft_wrap=True)
@@ -137,12 +137,31 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Every problem a run of the config would meet before its first image: names, options, files,
+    checkpoints, settings this machine cannot run, splits, every proposal box, missing images."""
     from .config import load_config
-    from .runner import build
+    from .run import build_parts, propose_all
 
     config = load_config(args.config)
-    bench = build(config)
-    console.print(f"{args.config}: ok ({len(bench.dataset)} images, methods: {', '.join(m.id for m in bench.methods)})")
+    bench, problems = build_parts(config)
+    if bench.dataset is not None and bench.proposer is not None:
+        items = list(bench.dataset)[: config.runner.limit]
+        try:
+            proposals = propose_all(items, bench.proposer, config.proposer.invalid)
+        except RefbenchError as exc:
+            problems.append(exc.within("proposer: "))
+            proposals = None
+        if any(m.uses_views for m in bench.methods):
+            missing = [it for it in items if not it.path.is_file()]
+            if missing:
+                problems.append(RefbenchError(f"{len(missing)} of {len(items)} images not found, e.g. {missing[0].path}",
+                                              "check dataset.images points at the folder holding the data set's images"))
+    if problems:
+        raise RefbenchError.many(problems)
+    boxes = sum(len(b) for b in proposals.boxes.values()) if proposals else 0
+    dropped = f", {sum(proposals.dropped.values())} invalid boxes to drop" if proposals and proposals.dropped else ""
+    console.print(f"{escape(args.config)}: ok ({len(items)} images, {sum(len(i.refs) for i in items)} phrases, "
+                  f"{boxes} proposal boxes{dropped}; methods: {escape(', '.join(m.id for m in bench.methods))})", soft_wrap=True)
     return 0
 
 
@@ -173,10 +192,12 @@ def parser() -> argparse.ArgumentParser:
     lb.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
     lb.add_argument("--latest", action="store_true", help="only the newest run of each benchmark and method")
     lb.add_argument("--no-reported", action="store_true", help="leave out published reference rows")
+    lb.add_argument("--wide", action="store_true", help="every column in full, even if wider than the terminal")
     lb.set_defaults(handler=cmd_leaderboard)
 
     pl = sub.add_parser("plugins", help="list installed components")
     pl.add_argument("--strict", action="store_true", help="exit 1 if a plugin failed to load")
+    pl.add_argument("--wide", action="store_true", help="every column in full, even if wider than the terminal")
     pl.set_defaults(handler=cmd_plugins)
 
     s = sub.add_parser("synth", help="generate the SynthRef data set (RefCOCO's on-disk format)")
@@ -189,7 +210,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(handler=cmd_synth)
 
-    v = sub.add_parser("validate", help="check a benchmark YAML, its plugins and its data without running it")
+    v = sub.add_parser("validate", help="check a benchmark YAML, its plugins, data, weights and every proposal box, "
+                                        "reporting every problem at once, without running it")
     v.add_argument("config")
     v.set_defaults(handler=cmd_validate)
 
@@ -211,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RefbenchError as exc:
         if debug:
             raise
-        errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        for problem in exc.problems:  # one line each
+            errors.print(f"[bold red]error:[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         errors.print("interrupted: predictions so far are saved; rerun the same command to resume")

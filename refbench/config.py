@@ -1,12 +1,15 @@
-"""Benchmark YAML -> validated :class:`BenchmarkConfig`, with one clear line per bad field."""
+"""Benchmark YAML -> validated :class:`BenchmarkConfig`, with one clear line per bad field.
+
+:func:`load_yaml` is the one loading path for every YAML refbench or a plugin reads
+(benchmarks here, training recipes in plugins), and :func:`config_digest` the one hash.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -27,6 +30,17 @@ class ComponentSpec(BaseModel):
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump()
+
+
+class ProposerSpec(ComponentSpec):
+    """A proposer block: the plugin's options plus ``invalid``, which the runner applies to any proposer."""
+
+    invalid: Literal["error", "drop"] = Field(
+        "error", description="a non-finite, degenerate or out-of-image proposal box: stop with an error, or drop it "
+                             "(counted per image and in run.json)")
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"invalid"})
 
 
 class ProtocolConfig(_Strict):
@@ -54,15 +68,6 @@ class MethodConfig(_Strict):
         return self
 
 
-def worker_count(workers: int | str) -> int:
-    """``auto``: CPUs - 2, at most 8. On 2 cores the model needs both, and preparing in the
-    main process between model calls was measured faster than a competing worker process
-    (evaluation and training alike)."""
-    if workers == "auto":
-        return max(0, min(8, (os.cpu_count() or 1) - 2))
-    return int(workers)
-
-
 def _check_workers(v: int | str) -> int | str:
     if isinstance(v, int) and v < 0:
         raise ValueError("workers must be >= 0 or 'auto'")
@@ -82,9 +87,6 @@ class RunnerConfig(_Strict):
                             "worker prepares and scores its own share of the images with its own copy of the models, on "
                             "one thread (CPU models only); auto: workers when every model is on the CPU and there are 2 to 8 CPUs")
 
-    def worker_count(self) -> int:
-        return worker_count(self.workers)
-
     limit: int | None = Field(None, ge=1, description="only the first N images (smoke tests)")
 
 
@@ -93,7 +95,7 @@ class BenchmarkConfig(_Strict):
     description: str = ""
     seed: int = 0
     dataset: ComponentSpec
-    proposer: ComponentSpec
+    proposer: ProposerSpec
     protocol: ProtocolConfig = ProtocolConfig()
     runner: RunnerConfig = RunnerConfig()
     methods: list[MethodConfig] = Field(min_length=1)
@@ -110,20 +112,28 @@ class BenchmarkConfig(_Strict):
 
     def digest(self) -> str:
         """Hash of what determines the results (not the runner's speed knobs)."""
-        payload = self.model_dump(mode="json", exclude={"runner": {"batch_size", "workers", "scoring"}, "description": True})
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return config_digest(self, exclude={"runner": {"batch_size", "workers", "scoring"}, "description": True})
 
 
-def load_config(path: str | Path, runner: dict[str, Any] | None = None) -> BenchmarkConfig:
-    """Read and validate a benchmark YAML (``runner`` overrides its runner fields, validated too).
+Model = TypeVar("Model", bound=BaseModel)
 
-    Errors are :class:`RefbenchError` naming the file and each bad field.
-    """
+
+def config_digest(config: BaseModel, exclude: Any = None) -> str:
+    """sha256 of a config's JSON form (keys sorted), less the fields in ``exclude`` (pydantic's
+    ``exclude`` syntax): the hash that says whether two configs determine the same results."""
+    payload = config.model_dump(mode="json", exclude=exclude)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def load_yaml(path: str | Path, model: type[Model], example: str, overrides: dict[str, Any] | None = None) -> Model:
+    """Read a YAML file and validate it as ``model``; every failure is one :class:`RefbenchError` line
+    naming the file (and each bad field). ``example`` names a file to copy from; ``overrides`` are
+    merged into top-level mappings before validation (``{"runner": {...}}``)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise RefbenchError(f"benchmark file not found: {path}", "check the path (see benchmarks/ for examples)") from None
+        raise RefbenchError(f"config file not found: {path}", f"check the path (see {example} for an example)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RefbenchError(f"cannot read {path}: {exc}", "pass a UTF-8 YAML file") from None
     try:
@@ -134,13 +144,18 @@ def load_config(path: str | Path, runner: dict[str, Any] | None = None) -> Bench
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise RefbenchError(f"{path}: broken YAML{at}: {problem}", "fix the syntax (indentation, colons, quotes)") from None
     if not isinstance(data, dict):
-        raise RefbenchError(f"{path}: expected a mapping of fields at the top level", "see benchmarks/synthref_testA.yaml")
-    if runner:
-        data["runner"] = {**(data.get("runner") or {}), **runner}
+        raise RefbenchError(f"{path}: expected a mapping of fields at the top level", f"see {example}")
+    for key, values in (overrides or {}).items():
+        data[key] = {**(data.get(key) or {}), **values}
     try:
-        return BenchmarkConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise RefbenchError(f"{path}: " + "; ".join(describe_errors(exc)), "fix the fields named") from None
+
+
+def load_config(path: str | Path, runner: dict[str, Any] | None = None) -> BenchmarkConfig:
+    """Read and validate a benchmark YAML (``runner`` overrides its runner fields, validated too)."""
+    return load_yaml(path, BenchmarkConfig, "benchmarks/synthref_testA.yaml", {"runner": runner} if runner else None)
 
 
 def describe_errors(exc: ValidationError, unknown: str = "unknown field") -> list[str]:

@@ -5,15 +5,17 @@ A plugin is a module (or object) registered under the ``refbench`` entry-point g
     [project.entry-points.refbench]
     my_prompter = "my_package.plugin"
 
-whose functions are decorated with :data:`refbench.hookimpl`. Each component hook
-returns a mapping ``name -> class``; names are what benchmark YAMLs write in ``plugin:``.
-Built-in components are registered through these same hooks (``refbench.builtins``).
+whose functions are decorated with :data:`refbench.hookimpl`. Each component hook returns a
+mapping ``name -> class``, or ``name -> "module:Class"``: a string is imported only when a
+run builds the component, so keep the entry-point module light (no torch, no model
+library) and name heavy classes by string. Names are what benchmark YAMLs write in
+``plugin:``. Built-in components are registered through these same hooks (``refbench.builtins``).
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 import pluggy
 
@@ -25,30 +27,31 @@ hookimpl = pluggy.HookimplMarker("refbench")
 
 
 @hookspec
-def refbench_datasets() -> dict[str, type[Dataset]]:
+def refbench_datasets() -> dict[str, Union[type[Dataset], str]]:
     """Data sets this plugin reads (``dataset: {plugin: NAME, ...}``)."""
 
 
 @hookspec
-def refbench_proposers() -> dict[str, type[Proposer]]:
+def refbench_proposers() -> dict[str, Union[type[Proposer], str]]:
     """Candidate-box sources (``proposer: {plugin: NAME, ...}``)."""
 
 
 @hookspec
-def refbench_prompters() -> dict[str, type[Prompter]]:
+def refbench_prompters() -> dict[str, Union[type[Prompter], str]]:
     """Visual prompts: how a candidate box is shown to a scorer (``prompter: {plugin: NAME}``)."""
 
 
 @hookspec
-def refbench_scorers() -> dict[str, type[Scorer]]:
+def refbench_scorers() -> dict[str, Union[type[Scorer], str]]:
     """Models that score phrases against prompted views (``scorer: {plugin: NAME}``)."""
 
 
 @hookspec
-def refbench_combinators() -> dict[str, type[Combinator]]:
+def refbench_combinators() -> dict[str, Union[type[Combinator], str]]:
     """Methods built from other methods' logits, e.g. ensembles (``combine: {plugin: NAME}``)."""
 
 
 @hookspec
 def refbench_add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add CLI subcommands. Give each parser ``set_defaults(handler=fn)``; ``fn(args) -> int``."""
+    """Add CLI subcommands. Give each parser ``set_defaults(handler=fn)``; ``fn(args) -> int``.
+    Runs on every start of the CLI (``--help`` too): import heavy modules inside ``fn``."""

@@ -17,6 +17,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from .boxes import Box
+from .errors import RefbenchError
 
 
 class Options(BaseModel):
@@ -26,12 +27,25 @@ class Options(BaseModel):
 
 
 class Component:
-    """A configurable piece. Subclasses declare ``Options`` and take it in ``__init__``."""
+    """A configurable piece. Subclasses declare ``Options`` and take it in ``__init__``.
+
+    Components are built in the main process and then used there and in the runner's
+    worker processes (forked copies): keep state that a fork cannot carry (open CUDA
+    contexts, threads) out of ``__init__`` unless the component is only used in the main
+    process (see :attr:`Scorer.on_gpu`).
+    """
 
     Options: ClassVar[type[Options]] = Options
 
     def __init__(self, options: Options | None = None) -> None:
         self.options = options if options is not None else type(self).Options()
+
+    @classmethod
+    def check(cls, options: Options) -> list[RefbenchError]:
+        """Every problem with ``options`` that can be seen without loading anything heavy (missing
+        files, settings this machine cannot run), all at once. ``refbench validate`` and the runner
+        call it before building; ``__init__`` may still raise for what only loading reveals."""
+        return []
 
     def describe(self) -> dict[str, Any]:
         """Provenance recorded in results (file hashes, resolved weights...)."""
@@ -117,31 +131,52 @@ class Proposer(Component, ABC):
 
 
 class Prompter(Component, ABC):
-    """Turns an image and its candidate boxes into one view per box (the visual prompt)."""
+    """Turns an image and its candidate boxes into one view per box (the visual prompt).
+
+    ``render`` is the reference path. A prompter whose views keep the image's size may also
+    offer :meth:`render_resized`, which a scorer uses to draw on an image already resized to
+    the model's input (``views: resized`` in the clip scorer). Both run in worker processes,
+    one call at a time per process.
+    """
+
+    #: True when :meth:`render_resized` is implemented.
+    renders_resized: ClassVar[bool] = False
 
     @abstractmethod
     def render(self, image: Image.Image, boxes: Sequence[Box]) -> list[Image.Image]:
         """One view per box, in order. Must not modify ``image``."""
 
+    def render_resized(self, image: np.ndarray, boxes: Sequence[Box], scale: float,
+                       out: np.ndarray | None = None) -> np.ndarray:
+        """Views drawn on an image already resized by ``scale`` (``H x W x 3`` uint8), boxes given in
+        its pixels; returns ``[len(boxes), H, W, 3]`` uint8, written into ``out`` when given (any
+        array of that shape, e.g. a transposed view of a channels-first batch). Sizes drawn in
+        pixels (outlines) scale by ``scale``. Only when :attr:`renders_resized` is True."""
+        raise RefbenchError(f"prompter {type(self).__name__} draws only on the full image",
+                            "use the scorer's exact views (views: exact)")
+
 
 class Scorer(Component, ABC):
     """Scores every phrase of an image against every candidate.
 
-    ``prepare`` runs in the runner's background workers; ``score`` in the main process, or
-    in the workers too when the runner scores there (``runner.scoring``).
+    Contract: ``prepare`` is pure (it may run in any process, in any order, and its result
+    may be pickled to another process); ``score`` gets one image's request at a time and
+    returns one row of logits per phrase. A scorer is never called from two threads at once.
     """
 
     #: False for scorers that look only at boxes (baselines): no image is decoded for them.
     uses_views: ClassVar[bool] = True
 
-    #: True when the model runs on a GPU: it is then only used in the main process (CUDA does
-    #: not survive a fork), never scored in worker processes.
-    on_gpu: bool = False
+    @property
+    def on_gpu(self) -> bool:
+        """True when the model runs on a GPU. Such a scorer is only used in the process that built
+        it (CUDA does not survive a fork), never in a forked worker."""
+        return False
 
     def prepare(self, image: Image.Image, boxes: Sequence[Box], prompter: Prompter | None) -> Any:
         """Turn an image and boxes into this scorer's input (default: the prompter's views)."""
         if prompter is None:
-            raise ValueError(f"{type(self).__name__} needs a prompter")
+            raise RefbenchError(f"scorer {type(self).__name__} needs a prompter", "add prompter: {plugin: NAME}")
         return prompter.render(image, boxes)
 
     @abstractmethod
@@ -150,22 +185,36 @@ class Scorer(Component, ABC):
 
 
 class EmbeddingScorer(Scorer, ABC):
-    """A two-tower scorer: logits factor into per-view and per-text features.
+    """A two-tower scorer: logits factor into per-view and per-phrase features.
 
-    The runner then encodes views of many images in one batch and each phrase once. ``prepare``,
-    ``prepare_texts``, ``concat`` and ``concat_texts`` run in the background workers (a worker
-    joins the images of a chunk); the encoders and ``logits`` in the main process.
+    Implementing it lets the runner encode the views of many images in one batch and each
+    distinct phrase once. The contract:
+
+    - ``prepare(image, boxes, prompter)`` -> one image's views, a batch of ``len(boxes)``
+      rows; ``prepare_texts(texts)`` -> one image's phrases, ``len(texts)`` rows. Both are
+      pure and picklable (they may run in worker processes).
+    - ``concat`` / ``concat_texts`` join such batches in order; the result must support
+      ``len()`` and row slicing (``batch[a:b]``), since the runner cuts encoder batches across
+      images and joins slices with ``concat``. Tensors are a natural fit;
+      :func:`refbench.join_tensors` joins tensors so they cross processes without a copy.
+    - ``encode_views(batch)`` -> one feature row per view; ``encode_texts(batch)`` -> one per
+      phrase; ``logits(text_features, view_features)`` -> ``[n_texts, n_views]`` numpy.
+      Feature rows must be sliceable and joinable with ``torch.cat`` (tensors).
+    - An encoder call's output depends only on its own rows (no batch statistics), so a
+      view's features do not depend on which batch it travelled in.
     """
 
-    #: True when batches should reach ``encode_views`` in pinned memory (GPU scorers).
-    pin_memory: bool = False
+    @property
+    def pin_memory(self) -> bool:
+        """True when view batches should reach :meth:`to_device` in pinned memory (GPU scorers)."""
+        return False
 
     @abstractmethod
     def encode_views(self, views: Any) -> Any:
-        """Features of a batch of prepared views (``prepare`` outputs concatenated)."""
+        """Features of a batch of prepared views (``concat`` output or a slice of it)."""
 
     def prepare_texts(self, texts: Sequence[str]) -> Any:
-        """Turn one image's phrases into encoder input (tokenise); runs in the workers."""
+        """Turn one image's phrases into encoder input (e.g. token ids)."""
         return list(texts)
 
     def concat_texts(self, prepared: Sequence[Any]) -> Any:
@@ -181,15 +230,12 @@ class EmbeddingScorer(Scorer, ABC):
         """``[n_texts, n_views]`` logits from features."""
 
     def to_device(self, views: Any) -> Any:
-        """Move a batch (``concat`` output) to where the model runs, e.g. asynchronously to a GPU.
-        The runner slices batches (``views[a:b]``) and joins slices with ``concat`` so that every
-        ``encode_views`` call gets exactly ``runner.batch_size`` views (the last may be smaller)."""
+        """Move a batch of prepared views to where the model runs (e.g. asynchronously to a GPU)."""
         return views
 
     @abstractmethod
     def concat(self, prepared: Sequence[Any]) -> Any:
-        """Join several images' prepared views into one batch for :meth:`encode_views`
-        (:func:`refbench.transfer.cat` builds tensors in shared memory when run in a worker)."""
+        """Join several images' prepared views into one batch for :meth:`encode_views`."""
 
     def score(self, request: ScoreRequest) -> np.ndarray:
         return self.logits(self.encode_texts(self.prepare_texts(request.texts)), self.encode_views(request.views))

@@ -10,12 +10,13 @@ from importlib.resources import files
 from typing import Callable
 
 import yaml
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from .errors import RefbenchError
 from .results import Store, read_record
+from .tables import Col, TableRow, hidden_note, show
 
 SPLIT_ORDER = ["train", "val", "test", "testA", "testB", "testC"]
 
@@ -126,8 +127,17 @@ def _groups(rows: list[Row]) -> dict[str, list[Row]]:
     return groups
 
 
-def render(rows: list[Row], fmt: str = "table", console: Console | None = None) -> str | None:
-    """``table`` prints rich tables (one per data set and protocol rule); other formats return text."""
+def render(rows: list[Row], fmt: str = "table", console: Console | None = None, wide: bool | None = None) -> str | None:
+    """``table`` prints rich tables (one per data set and protocol rule); other formats return text.
+
+    Tables fit ``console.width`` (``wide=False``): benchmark, method, run ids and numbers are never
+    wrapped or cut, citations are cut with "…", and the columns that do not fit (upper bound, n,
+    run / source, benchmark, in that order) are hidden, with a line saying so; columns empty in
+    every row (e.g. n for published rows) are left out. ``wide=True``
+    shows every column in full, wider than the terminal if need be. ``wide=None`` (the CLI
+    without ``--wide``): fit on a terminal or when COLUMNS is set, else wide, so piped output
+    is never cut (see ``refbench.tables``); ``--format csv|json`` is the form to parse.
+    """
     groups = _groups(rows)
     if fmt == "json":
         return json.dumps([asdict(r) for r in rows], indent=1)
@@ -159,25 +169,28 @@ def render(rows: list[Row], fmt: str = "table", console: Console | None = None) 
     console = console or Console()
     if not rows:
         console.print("No completed runs yet: `refbench run benchmarks/synthref_testA.yaml`.")
+    hidden: list[str] = []
     for title, group in sorted(groups.items()):
         splits = _splits(group)
         several = any(len(r.splits) > 1 for r in group)  # else "overall" repeats the split column
-        table = Table(title=escape(title), title_justify="left", show_lines=False)
-        table.add_column("benchmark", style="cyan")
-        table.add_column("method", style="bold")
-        for col in [*splits, *(["overall"] if several else []), "upper bound", "n"]:
-            table.add_column(col, justify="right", no_wrap=True)
-        table.add_column("run / source", overflow="fold")
         ordered = sorted(group, key=_sort_key)
+        ids = [_short_id(r) for r in ordered if r.source == "run"]
+        cols = [Col("benchmark", style="cyan", drop=4), Col("method", style="bold"),
+                *[Col(s, justify="right") for s in [*splits, *(["overall"] if several else [])]],
+                Col("upper bound", justify="right", drop=1), Col("n", justify="right", drop=2),
+                # run ids are never cut (the column is at least as wide as the widest); citations are
+                Col("run / source", cut=True, min_width=max([12, *map(cell_len, ids)]), drop=3)]
+        table_rows = []
         for k, r in enumerate(ordered):
             reported = r.source == "reported"
-            if reported and k and ordered[k - 1].source == "run":
-                table.add_section()
-            table.add_row(
-                escape(r.benchmark), escape(r.method) + (" (reported)" if reported else ""),
-                *[_fmt(r.splits.get(s)) for s in splits], *([_fmt(r.overall)] if several else []),
-                _fmt(r.upper_bound), str(r.n or ""), escape(_short_id(r) if not reported else r.citation.split(",")[0]),
-                style="dim" if reported else None,
-            )
-        console.print(table)
+            table_rows.append(TableRow(
+                [r.benchmark, r.method + (" (reported)" if reported else ""),
+                 *[_fmt(r.splits.get(s)) for s in splits], *([_fmt(r.overall)] if several else []),
+                 _fmt(r.upper_bound), str(r.n or ""), _short_id(r) if not reported else r.citation.split(",")[0]],
+                style="dim" if reported else None, section=reported and k > 0 and ordered[k - 1].source == "run"))
+        hidden += show(console, cols, table_rows, title=escape(title), wide=wide)
+    order = ["benchmark", "method", *_splits(rows), "overall", "upper bound", "n", "run / source"]
+    note = hidden_note(sorted(set(hidden), key=order.index))
+    if note:
+        console.print(note, highlight=False)
     return None

@@ -1,40 +1,99 @@
-"""Plugin discovery (entry points), the component registry, and name lookup."""
+"""Plugin discovery (entry points), the component registry, and name lookup.
+
+Listing components imports no component code: a hook may name a component as a
+``"module:Class"`` string, imported only when a run builds it, and its one-line summary is
+read from the module's source. So ``refbench --help``, ``plugins`` and ``leaderboard`` never
+import torch or a model library.
+"""
 
 from __future__ import annotations
 
+import ast
 import difflib
-from dataclasses import dataclass
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 import pluggy
-from pydantic import ValidationError
 
 from . import hookspecs
-from .config import describe_errors
 from .errors import RefbenchError
-from .interfaces import Combinator, Component, Dataset, Prompter, Proposer, Scorer
+
+if TYPE_CHECKING:
+    from .interfaces import Component
 
 ENTRY_POINT_GROUP = "refbench"
 Kind = Literal["dataset", "proposer", "prompter", "scorer", "combinator"]
-KINDS: dict[Kind, type[Component]] = {
-    "dataset": Dataset,
-    "proposer": Proposer,
-    "prompter": Prompter,
-    "scorer": Scorer,
-    "combinator": Combinator,
-}
+KINDS: tuple[Kind, ...] = ("dataset", "proposer", "prompter", "scorer", "combinator")
 
 
-@dataclass(frozen=True)
+def _base(kind: Kind) -> type[Component]:
+    from . import interfaces
+
+    return getattr(interfaces, kind.capitalize())
+
+
+@dataclass
 class ComponentInfo:
+    """One component a plugin offers: its class, or the ``"module:Class"`` that names it."""
+
     kind: Kind
     name: str
-    cls: type[Component]
+    target: type | str
     plugin: str  # entry-point name
     package: str  # distribution providing it
     version: str
+    _cls: type[Component] | None = field(default=None, repr=False)
+
+    @property
+    def cls(self) -> type[Component]:
+        """The component's class, imported on first use; a failed import is one line naming the plugin."""
+        if self._cls is None:
+            target = self.target
+            if isinstance(target, str):
+                module, _, attr = target.partition(":")
+                try:
+                    target = getattr(importlib.import_module(module), attr)
+                except Exception as exc:  # any import-time failure of a plugin's module
+                    raise RefbenchError(f"{self.kind} {self.name!r} of plugin {self.plugin!r} ({self.package}) failed to "
+                                        f"import {self.target}: {type(exc).__name__}: {exc}",
+                                        f"reinstall {self.package}, or `refbench plugins` to see what is installed") from None
+            base = _base(self.kind)
+            if not (isinstance(target, type) and issubclass(target, base)):
+                raise RefbenchError(f"{self.kind} {self.name!r} of plugin {self.plugin!r} ({self.package}) is {target!r}, "
+                                    f"not a {base.__name__} subclass", f"report it to the authors of {self.package}")
+            self._cls = target
+        return self._cls
+
+    @property
+    def summary(self) -> str:
+        """First line of the class docstring, without importing the class when it is named lazily."""
+        if self._cls is not None or not isinstance(self.target, str):
+            doc = (self._cls or self.target).__doc__ or ""  # type: ignore[union-attr]
+        else:
+            doc = _docstring(self.target)
+        lines = doc.strip().splitlines()
+        return lines[0].strip() if lines else ""
+
+
+def _docstring(target: str) -> str:
+    """A class's docstring read from its module's source (the module is not run)."""
+    module, _, attr = target.partition(":")
+    try:
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+            return ""
+        with open(spec.origin, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (ImportError, OSError, SyntaxError, ValueError):
+        return ""
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == attr:
+            return ast.get_docstring(node) or ""
+    return ""
 
 
 @dataclass(frozen=True)
@@ -63,12 +122,12 @@ class Registry:
                 except Exception as exc:  # a plugin's hook must not take the others down
                     self.broken.append(BrokenPlugin(plugin_name, f"refbench_{kind}s", package, repr(exc)))
                     continue
-                for name, cls in offered.items():
-                    if not (isinstance(cls, type) and issubclass(cls, KINDS[kind])):
+                for name, target in offered.items():
+                    if not (isinstance(target, type) or (isinstance(target, str) and ":" in target)):
                         self.broken.append(BrokenPlugin(plugin_name, f"{kind} {name!r}", package,
-                                                        f"{cls!r} is not a {KINDS[kind].__name__} subclass"))
+                                                        f"{target!r} is neither a class nor a 'module:Class' string"))
                         continue
-                    info = ComponentInfo(kind, name, cls, plugin_name, package, version)
+                    info = ComponentInfo(kind, name, target, plugin_name, package, version)
                     self._components[kind].setdefault(name, []).append(info)
 
     def note_broken(self, plugin: str, target: str, exc: Exception) -> None:
@@ -90,8 +149,12 @@ class Registry:
             raise RefbenchError(f"{kind} {name!r} is offered by several plugins: {owners}", "uninstall all but one")
         return found[0]
 
-    def build(self, kind: Kind, spec: Mapping[str, Any], where: str) -> Any:
-        """Instantiate ``spec`` = ``{plugin: NAME, **options}`` after validating the options."""
+    def options(self, kind: Kind, spec: Mapping[str, Any], where: str) -> tuple[type[Component], Any]:
+        """The class named by ``spec`` = ``{plugin: NAME, **options}`` and its validated options."""
+        from pydantic import ValidationError
+
+        from .config import describe_errors
+
         spec = dict(spec)
         name = spec.pop("plugin", None)
         if not isinstance(name, str):
@@ -100,13 +163,18 @@ class Registry:
         try:
             options = cls.Options(**spec)
         except ValidationError as exc:
-            raise RefbenchError(*_explain(exc, f"{where} ({kind} {name!r})", cls)) from None
+            fields = ", ".join(cls.Options.model_fields) or "none"
+            raise RefbenchError(f"{where} ({kind} {name!r}): " + "; ".join(describe_errors(exc, unknown="unknown option")),
+                                f"valid options: {fields}") from None
+        return cls, options
+
+    def build(self, kind: Kind, spec: Mapping[str, Any], where: str) -> Any:
+        """Instantiate ``spec`` after validating its options and checking them (``Component.check``)."""
+        cls, options = self.options(kind, spec, where)
+        problems = cls.check(options)
+        if problems:
+            raise RefbenchError.many([p.within(f"{where}: ") for p in problems])
         return cls(options)
-
-
-def _explain(exc: ValidationError, where: str, cls: type[Component]) -> tuple[str, str]:
-    fields = ", ".join(cls.Options.model_fields) or "none"
-    return f"{where}: " + "; ".join(describe_errors(exc, unknown="unknown option")), f"valid options: {fields}"
 
 
 def _entry_points() -> list[EntryPoint]:
@@ -115,7 +183,7 @@ def _entry_points() -> list[EntryPoint]:
 
 @lru_cache(maxsize=1)
 def registry() -> Registry:
-    """Load every installed plugin once per process.
+    """Load every installed plugin's hook module once per process.
 
     Written out rather than ``PluginManager.load_setuptools_entrypoints`` because that
     stops at the first plugin that fails to import; here a broken plugin is recorded and

@@ -23,6 +23,7 @@ from .boxes import Box
 from .errors import RefbenchError
 from .interfaces import Annotation, ImageItem, Ref
 
+DETECTIONS_FIX = "download MAttNet's detections for this data set (README: Real data) or use proposer: {plugin: gt}"
 REF_KEYS = ("ref_id", "ann_id", "image_id", "split", "sentences")
 
 
@@ -56,17 +57,25 @@ def load_refs_pickle(path: Path) -> list[dict[str, Any]]:
     return refs
 
 
-def select_split(refs: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
-    """refer's ``getRefIds(split=...)`` semantics, kept exactly (testA also takes testAB...)."""
+SPLITS = ("train", "val", "test", "testA", "testB", "testC", "testAB", "testBC", "testAC")
+
+
+def select_split(refs: list[dict[str, Any]], split: str, source: Path | str = "the refs file") -> list[dict[str, Any]]:
+    """refer's ``getRefIds(split=...)`` semantics, kept exactly (testA also takes testAB...). A split
+    that selects no ref is an error naming the splits the refs file has."""
     if split in ("testA", "testB", "testC"):
-        return [r for r in refs if split[-1] in r["split"]]
-    if split in ("testAB", "testBC", "testAC"):
-        return [r for r in refs if r["split"] == split]
-    if split == "test":
-        return [r for r in refs if "test" in r["split"]]
-    if split in ("train", "val"):
-        return [r for r in refs if r["split"] == split]
-    raise RefbenchError(f"unknown split {split!r}", "use train, val, test, testA, testB, testC, testAB, testBC or testAC")
+        chosen = [r for r in refs if split[-1] in r["split"]]
+    elif split in ("testAB", "testBC", "testAC", "train", "val"):
+        chosen = [r for r in refs if r["split"] == split]
+    elif split == "test":
+        chosen = [r for r in refs if "test" in r["split"]]
+    else:
+        chosen = []
+    if not chosen:
+        present = sorted({str(r["split"]) for r in refs})
+        what = "unknown split" if split not in SPLITS else "no ref in split"
+        raise RefbenchError(f"{what} {split!r} in {source}", f"its splits are: {', '.join(present) or 'none'}")
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -76,20 +85,21 @@ class ReferFiles:
     images: Path
 
 
-def locate(root: Path, dataset: str, split_by: str, images: Path) -> ReferFiles:
+def locate(root: Path, dataset: str, split_by: str, images: Path) -> tuple[ReferFiles, list[RefbenchError]]:
+    """Where the data set's files are, and every one of them that is missing."""
     folder = root / dataset
     files = ReferFiles(folder / f"refs({split_by}).p", folder / "instances.json", images)
+    problems = []
     for path in (files.refs, files.instances):
         if not path.is_file():
-            raise RefbenchError(
+            problems.append(RefbenchError(
                 f"{dataset} data not found: {path} is missing",
                 f"unpack the refer data set '{dataset}' under {root} (README: Real data)"
-                if not dataset.startswith("synthref") else f"generate it with `refbench synth {root}`",
-            )
+                if not dataset.startswith("synthref") else f"generate it with `refbench synth {root}`"))
     if not images.is_dir():
-        raise RefbenchError(f"image folder not found: {images}",
-                            "set dataset.images to the folder holding the COCO train2014 JPEGs (README: Real data)")
-    return files
+        problems.append(RefbenchError(f"image folder not found: {images}",
+                                      "set dataset.images to the folder holding the data set's images (README: Real data)"))
+    return files, problems
 
 
 def load_instances(path: Path) -> dict[str, Any]:
@@ -134,7 +144,7 @@ def _items(files: ReferFiles, refs: list[dict[str, Any]], coco: dict[str, Any], 
            text_field: str) -> list[ImageItem]:
     chosen: dict[int, tuple[str, dict[str, Any]]] = {}
     for split in splits:
-        for ref in select_split(refs, split):
+        for ref in select_split(refs, split, files.refs):
             chosen.setdefault(int(ref["ref_id"]), (split, ref))
     by_image: dict[int, list[Ref]] = {}
     for split, ref in chosen.values():
@@ -146,8 +156,7 @@ def _items(files: ReferFiles, refs: list[dict[str, Any]], coco: dict[str, Any], 
         for sent in ref["sentences"]:
             by_image.setdefault(int(ref["image_id"]), []).append(Ref(
                 sent_id=int(sent["sent_id"]), ref_id=int(ref["ref_id"]), ann_id=int(ref["ann_id"]),
-                text=str(sent.get(text_field) or sent.get("sent") or sent.get("raw") or ""), box=box, split=split,
-                phrase_type=str(sent.get("phrase_type", "")),
+                text=_text(sent, text_field, ref, files.refs), box=box, split=split, phrase_type=str(sent.get("phrase_type", "")),
             ))
     anns_by_image: dict[int, list[Annotation]] = {}
     for ann in coco["anns"].values():
@@ -167,11 +176,21 @@ def _items(files: ReferFiles, refs: list[dict[str, Any]], coco: dict[str, Any], 
     return items
 
 
+def _text(sent: dict[str, Any], field: str, ref: dict[str, Any], source: Path) -> str:
+    """The sentence's ``field`` (``sent`` or ``raw``); never a silent fallback to the other or to ''."""
+    text = sent.get(field)
+    if isinstance(text, str) and text.strip():
+        return text
+    other = "raw" if field == "sent" else "sent"
+    fix = (f"set dataset.text: {other} (this sentence has {other!r} text)" if isinstance(sent.get(other), str) and sent[other].strip()
+           else "fix or regenerate the refs file")
+    raise RefbenchError(f"{source}: ref {ref['ref_id']} sentence {sent.get('sent_id')} has no {field!r} text", fix)
+
+
 def load_detections(path: Path) -> dict[int, list[Box]]:
     """MAttNet detection file: JSON list of {det_id, box [x,y,w,h], image_id, category_id, category_name, score}."""
     if not path.is_file():
-        raise RefbenchError(f"detections file not found: {path}",
-                            "download MAttNet's detections for this data set (README: Real data) or use proposer: {plugin: gt}")
+        raise RefbenchError(f"detections file not found: {path}", DETECTIONS_FIX)
     try:
         dets = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:

@@ -5,11 +5,8 @@
     hash, git sha, package versions, seed, protocol conventions, data provenance,
     timings and, once complete, the metrics. Replaced atomically (temp file + rename).
 ``results/<run_id>/predictions.jsonl``
-    the journal: one JSON line per (method, phrase), appended per batch of images (a
-    killed process loses nothing written) and fsynced at the first append a second or more
-    after the last fsync, and at the end (a power cut loses at most what was appended since
-    the last fsync, which a resume computes again).
-    After a crash, the run is resumed from it; a torn last line is dropped.
+    the journal (:mod:`refbench.journal`): one JSON line per (method, phrase). After a
+    crash, the run resumes from it.
 
 A complete run is never written again, and a new run never reuses a folder.
 """
@@ -19,75 +16,39 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import platform
-import subprocess
-import sys
-import tempfile
 import time
 import weakref
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import RefbenchError
+from .files import write_atomic
+from .journal import Journal, JournalRepair
+from .provenance import environment, git_revision, package_versions
 
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
 JOURNAL = "predictions.jsonl"
-_LINE = json.JSONEncoder(separators=(",", ":")).encode  # one journal line (json.dumps would build an encoder per record)
 
 
-def write_atomic(path: Path, data: str | bytes, durable: bool = True) -> None:
-    """Write so that readers see the old file or the new one, never a mix.
-
-    ``durable`` also fsyncs the file and its folder (skipped for bulk, regenerable output).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes files private
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if durable:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def git_revision(where: Path) -> dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-
-    try:
-        return {"sha": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
-    except (OSError, subprocess.SubprocessError):
-        return {"sha": None, "dirty": None}
-
-
-def package_versions(extra: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
-    names = ["refbench", "numpy", "pillow", "pydantic", "pluggy", "torch", "torchvision", "open_clip_torch", *extra]
-    out = {"python": platform.python_version()}
-    for name in dict.fromkeys(names):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-def environment() -> dict[str, Any]:
-    return {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "argv": sys.argv}
+def new_record(*, benchmark: str, dataset_key: str, config: dict[str, Any], config_sha256: str, config_path: Path | None,
+               seed: int, protocol: dict[str, Any], components: list[dict[str, Any]], methods: dict[str, Any],
+               data: dict[str, Any]) -> dict[str, Any]:
+    """A new run's record (schema :data:`SCHEMA_VERSION`): what determines its results and where it ran."""
+    packages = sorted({c["package"] for c in components if c["package"] != "?"})
+    return {
+        "schema": SCHEMA_VERSION, "status": "running", "benchmark": benchmark, "dataset_key": dataset_key,
+        "created": now(), "config_path": str(config_path) if config_path else None, "config_sha256": config_sha256,
+        "config": config, "seed": seed, "protocol": protocol, "components": components, "methods": methods, "data": data,
+        "git": git_revision(Path(config_path).resolve().parent if config_path else Path.cwd()),
+        "versions": package_versions(packages), "environment": environment(), "sessions": [],
+    }
 
 
 @dataclass
@@ -97,95 +58,53 @@ class Run:
     dir: Path
     record: dict[str, Any]
     _lock: Any = field(repr=False, default=None)
-    sync_interval: float = 1.0  # seconds between the journal's fsyncs
-    _synced: float = field(repr=False, default_factory=time.monotonic)
-    _unsynced: bool = field(repr=False, default=False)
+    journal: Journal = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.journal = Journal(self.dir / JOURNAL)
 
     @property
     def id(self) -> str:
         return self.dir.name
 
-    @property
-    def journal_path(self) -> Path:
-        return self.dir / JOURNAL
-
     def save(self) -> None:
         write_atomic(self.dir / RUN_FILE, json.dumps(self.record, indent=1, sort_keys=False) + "\n")
 
-    def repair_journal(self) -> int:
-        """Cut a torn last line (a crash mid-write) so appends start on a fresh line. Returns bytes cut."""
-        path = self.journal_path
-        if not path.exists():
-            return 0
-        with path.open("rb+") as f:
-            data_len = f.seek(0, os.SEEK_END)
-            if data_len == 0:
-                return 0
-            # scan back from the end for the last newline
-            pos, chunk = data_len, 1 << 16
-            while pos > 0:
-                start = max(0, pos - chunk)
-                f.seek(start)
-                block = f.read(pos - start)
-                nl = block.rfind(b"\n")
-                if nl >= 0:
-                    keep = start + nl + 1
-                    break
-                pos = start
-            else:
-                keep = 0
-            if keep < data_len:
-                f.truncate(keep)
-                f.flush()
-                os.fsync(f.fileno())
-            return data_len - keep
+    def start_session(self, kept: int, images: int, placement: dict[str, Any], repair: JournalRepair) -> dict[str, Any]:
+        """Record that a process starts (or resumes) work on this run; returns the session's entry."""
+        session = {"started": now(), "git": git_revision(Path.cwd()), "kept": kept, "images": images, "placement": placement}
+        if repair:
+            session["journal_repair"] = repair.as_dict()
+        self.record["sessions"].append(session)
+        self.save()
+        return session
 
-    def records(self) -> Iterator[dict[str, Any]]:
-        """Journal lines, skipping any that do not parse (never expected after repair)."""
-        if not self.journal_path.exists():
-            return
-        with self.journal_path.open("rb") as f:
-            for line in f:
-                try:
-                    record = json.loads(line.decode("utf-8"))
-                except ValueError:  # includes UnicodeDecodeError
-                    continue
-                if isinstance(record, dict) and "method" in record and "sent_id" in record:
-                    yield record
+    def record_proposals(self, summary: dict[str, Any]) -> None:
+        """What the runner did with invalid proposal boxes (see ``proposer.invalid``)."""
+        self.record["proposals"] = summary
+        self.save()
 
-    def append(self, records: list[dict[str, Any]]) -> None:
-        """Append whole lines. Once this returns they survive the process being killed; they are
-        fsynced (survive a power cut) when a second has passed since the last fsync, and by
-        :meth:`sync`: not a disk flush per batch, which network file systems make slow."""
-        if not records:
-            return
-        data = "".join(_LINE(r) + "\n" for r in records).encode()
-        fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            view = memoryview(data)
-            while view:  # a short write (signal, full disk) continues where it stopped
-                view = view[os.write(fd, view):]
-            self._unsynced = True
-            if time.monotonic() - self._synced >= self.sync_interval:
-                self._fsync(fd)
-        finally:
-            os.close(fd)
+    def complete(self, session: dict[str, Any], expected: int, **session_facts: Any) -> dict[str, Any]:
+        """Close ``session`` with its facts, check the journal holds ``expected`` predictions, and mark
+        the run complete with its metrics. Returns the metrics."""
+        from .protocol import summarize
 
-    def sync(self) -> None:
-        """fsync what :meth:`append` wrote since its last fsync."""
-        if self._unsynced:
-            fd = os.open(self.journal_path, os.O_WRONLY)
-            try:
-                self._fsync(fd)
-            finally:
-                os.close(fd)
-
-    def _fsync(self, fd: int) -> None:
-        os.fsync(fd)
-        self._synced, self._unsynced = time.monotonic(), False
+        self.journal.sync()  # every prediction on disk before the run is marked complete
+        session.update({"finished": now(), **session_facts})
+        metrics = summarize(self.journal.records())
+        counted = sum(m["n"] for m in metrics.values())
+        if counted != expected:
+            self.save()
+            raise RefbenchError(f"run {self.id}: {counted} predictions for {expected} (method, phrase) pairs",
+                                "the journal is inconsistent; start a fresh run with --new")
+        sessions = self.record["sessions"]
+        self.record.update({"status": "complete", "finished": now(), "metrics": metrics,
+                            "timing": {"wall_s": round(sum(s.get("wall_s", 0) for s in sessions), 3), "sessions": len(sessions)}})
+        self.save()
+        return metrics
 
     def close(self) -> None:
-        self.sync()
+        self.journal.sync()
         if self._lock is not None:
             self._lock.close()
             self._lock = None

@@ -14,12 +14,18 @@ RANDOM = "  - {id: random, scorer: {plugin: random}}\n  - {id: largest, scorer: 
 CLIP = "  - {id: clip, prompter: {plugin: green_shade}, scorer: {plugin: clip, arch: synth-rn}}"
 
 
-def error_line(capsys) -> str:
+def error_lines(capsys) -> list[str]:
+    """The problems printed (one ``error:`` line each), and nothing else said about them."""
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err
     lines = [x for x in err.splitlines() if x.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
+    assert lines, err
+    return lines
+
+
+def error_line(capsys) -> str:
+    (line,) = error_lines(capsys)
+    return line
 
 
 @pytest.fixture
@@ -60,7 +66,9 @@ def test_unknown_plugin_and_option(synth_root, tmp_path, capsys, write_config):
 def test_missing_data_says_how_to_get_it(tmp_path, capsys, write_config):
     cfg = write_config(bench_yaml(tmp_path / "nowhere", RANDOM))
     assert run([cfg], tmp_path) == 2
-    assert "refbench synth" in error_line(capsys)
+    refs, instances, images, dets = error_lines(capsys)  # every missing file at once
+    assert "refs(unc).p is missing" in refs and "refbench synth" in refs and "instances.json is missing" in instances
+    assert "image folder not found" in images and "detections file not found" in dets
 
 
 def test_missing_image_keeps_earlier_work_and_resumes(data_copy, tmp_path, capsys, write_config):
@@ -92,12 +100,27 @@ def test_degenerate_and_empty_proposals(data_copy, tmp_path, capsys, write_confi
     dets = json.loads(dets_path.read_text())
     refs = pickle.load(open(data_copy / "synthref" / "refs(unc).p", "rb"))
     image = next(r["image_id"] for r in refs if r["split"] == "testA")
-    dets.append({"det_id": 10**6, "box": [5, 5, 0, 8], "image_id": image, "category_id": 1, "category_name": "circle", "score": 0.9})
+    bad = [[5, 5, 0, 8], [float("nan"), 1, 2, 3], [400, 400, 50, 50]]  # degenerate, non-finite, off the image
+    dets += [{"det_id": 10**6 + i, "box": b, "image_id": image, "category_id": 1, "category_name": "circle", "score": 0.9}
+             for i, b in enumerate(bad)]
     dets_path.write_text(json.dumps(dets))
     cfg = write_config(bench_yaml(data_copy, RANDOM))
-    assert run([cfg], tmp_path) == 2
+    assert run([cfg], tmp_path) == 2  # stopped before any work: no run folder
     line = error_line(capsys)
-    assert f"image {image} candidates" in line and "degenerate" in line and "[x, y, w, h]" in line  # not eaten as markup
+    assert "3 invalid proposal boxes in 1 image" in line and f"image {image} box" in line and "[5.0, 5.0, 0.0, 8.0]" in line
+    assert "degenerate" in line and "non-finite" in line and "outside" in line and "proposer.invalid: drop" in line
+    assert not (tmp_path / "results").exists()
+    assert main(["validate", str(cfg)]) == 2 and "3 invalid proposal boxes" in error_line(capsys)
+    # drop: the run goes on without them, counts them per image in run.json, and says so once
+    dropping = write_config(bench_yaml(data_copy, RANDOM, proposer=f"{{plugin: detections, path: {dets_path}, invalid: drop}}"), "d.yaml")
+    assert main(["validate", str(dropping)]) == 0 and "3 invalid boxes to drop" in capsys.readouterr().out
+    assert run([dropping], tmp_path) == 0
+    assert capsys.readouterr().err.count("dropped 3 invalid proposal boxes in 1 images") == 1
+    (run_dir,) = (tmp_path / "results").iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["proposals"]["dropped"] == 3 and record["proposals"]["dropped_per_image"] == {str(image): 3}
+    assert record["proposals"]["out_of_image_tolerance_px"] == 1.0
+    shutil.rmtree(tmp_path / "results")
     dets_path.write_text(json.dumps([d for d in dets if d["image_id"] != image]))
     assert run([cfg, "--new"], tmp_path) == 2
     assert f"image {image} " in error_line(capsys)
@@ -205,3 +228,42 @@ def test_malformed_refs_entries_are_one_line(data_copy, tmp_path, capsys, write_
     refs_path.write_bytes(pickle.dumps(refs))
     assert run([write_config(bench_yaml(data_copy, RANDOM, splits="[train, val, testA, testB]"))], tmp_path) == 2
     assert "malformed (KeyError: 'sent_id')" in error_line(capsys)
+
+
+def test_unknown_split_names_the_splits_the_refs_file_has(synth_root, tmp_path, capsys, write_config):
+    assert run([write_config(bench_yaml(synth_root, RANDOM, splits="[testC]"))], tmp_path) == 2
+    line = error_line(capsys)
+    assert "no ref in split 'testC'" in line and "its splits are: testA, testB, train, val" in line
+    assert run([write_config(bench_yaml(synth_root, RANDOM, splits="[tset]"), "b.yaml")], tmp_path) == 2
+    assert "unknown split 'tset'" in error_line(capsys)
+
+
+def test_a_sentence_without_text_names_its_ids(data_copy, tmp_path, capsys, write_config):
+    refs_path = data_copy / "synthref" / "refs(unc).p"
+    refs = pickle.load(open(refs_path, "rb"))
+    victim = next(r for r in refs if r["split"] == "testA")
+    sent = victim["sentences"][0]
+    sent["sent"] = "  "
+    refs_path.write_bytes(pickle.dumps(refs))
+    assert run([write_config(bench_yaml(data_copy, RANDOM, splits="[testA]"))], tmp_path) == 2
+    line = error_line(capsys)
+    assert f"ref {victim['ref_id']} sentence {sent['sent_id']} has no 'sent' text" in line and "dataset.text: raw" in line
+    del sent["sent"], sent["raw"]
+    refs_path.write_bytes(pickle.dumps(refs))
+    assert run([write_config(bench_yaml(data_copy, RANDOM, splits="[testA]"))], tmp_path) == 2
+    assert "has no 'sent' text; fix or regenerate the refs file" in error_line(capsys)
+
+
+def test_validate_reports_every_problem_at_once(synth_root, tmp_path, capsys, write_config):
+    methods = ("  - {id: a, prompter: {plugin: green_shade}, scorer: {plugin: clip, precision: bf16, device: cpu, "
+               "checkpoint: nowhere.safetensors}}\n  - {id: b, scorer: {plugin: random}}")
+    cfg = write_config(bench_yaml(synth_root, methods, splits="[testA, testZ]"))
+    assert main(["validate", str(cfg)]) == 2
+    lines = error_lines(capsys)
+    assert len(lines) == 3, lines
+    assert any("unknown split 'testZ'" in x for x in lines)
+    assert any("methods[0] (a).scorer: precision bf16 needs a GPU" in x for x in lines)
+    assert any("methods[0] (a).scorer: checkpoint not found: nowhere.safetensors" in x for x in lines)
+    cfg = write_config(bench_yaml(synth_root, "  - {id: b, scorer: {plugin: random}}"), "ok.yaml")
+    assert main(["validate", str(cfg)]) == 0
+    assert "ok (24 images" in capsys.readouterr().out

@@ -12,7 +12,7 @@ from refbench import Box, RefbenchError
 from refbench.config import load_config
 from refbench.plugins import registry
 from refbench.results import Store, read_record
-from refbench.runner import run_benchmark
+from refbench.run import run_benchmark
 
 from clip_shaded import ClipScorer, GreenShade, save_checkpoint
 from clip_shaded.train import StepBatches, load_train_config, plan_epoch, records_of, step_loss, train
@@ -41,7 +41,7 @@ def test_fast_path_equals_exact_render_at_model_size():
     boxes = [Box(3, 4, 10, 12), Box(20.4, 1.6, 9, 9), Box(0, 0, 32, 32)]
     prompter = GreenShade()
     exact = np.stack([np.asarray(v) for v in prompter.render(image, boxes)])
-    fast = prompter.render_array(np.asarray(image), boxes, scale=1.0)
+    fast = prompter.render_resized(np.asarray(image), boxes, scale=1.0)
     assert fast.dtype == np.uint8 and np.array_equal(fast, exact)  # same arithmetic, same rounding
 
 
@@ -70,10 +70,10 @@ def test_shading_matches_its_definition_for_any_boxes():
         options = dict(alpha=float(rng.choice([0.0, 0.5, 0.7, 1.0])), outline=int(rng.integers(0, 4)),
                        colour=tuple(int(c) for c in rng.integers(0, 256, 3)))
         prompter = GreenShade(GreenShade.Options(**options))
-        views = prompter.render_array(image, boxes, scale=1.0)
+        views = prompter.render_resized(image, boxes, scale=1.0)
         assert views.shape == (len(boxes), h, w, 3)
         channels_first = np.zeros((len(boxes), 3, h, w), dtype=np.uint8)  # written in place through a transposed view
-        prompter.render_array(image, boxes, scale=1.0, out=channels_first.transpose(0, 2, 3, 1))
+        prompter.render_resized(image, boxes, scale=1.0, out=channels_first.transpose(0, 2, 3, 1))
         assert np.array_equal(channels_first, views.transpose(0, 3, 1, 2))
         for view, box in zip(views, boxes):
             assert np.array_equal(view, _shade_reference(image, box, options["alpha"], options["colour"], options["outline"]))
@@ -190,7 +190,7 @@ def test_ensemble_of_one_member_equals_the_member(synth_root, tmp_path, write_co
   - {id: solo, combine: {plugin: mean_logits, of: [clip]}}
 """
     run = run_benchmark(load_config(write_config(bench_yaml(synth_root, methods))), Store(tmp_path / "r"))
-    rows = [json.loads(x) for x in run.journal_path.read_text().splitlines()]
+    rows = [json.loads(x) for x in run.journal.path.read_text().splitlines()]
     by = {(r["method"], r["sent_id"]): r for r in rows}
     for (method, sent), r in by.items():
         if method == "solo":
@@ -281,7 +281,7 @@ def test_predictions_do_not_depend_on_batching_or_workers(synth_root, tmp_path, 
                          ("prepared-in-2", "batch_size: 64, workers: 2, scoring: main"), ("b1000", "batch_size: 1000, workers: 0")):
         cfg = write_config(bench_yaml(synth_root, methods, splits="[testA]", extra=f"runner: {{{runner}}}"), f"{name}.yaml")
         run = run_benchmark(load_config(cfg), Store(tmp_path / name))
-        rows[name] = {(r["method"], r["sent_id"]): r for r in map(json.loads, run.journal_path.read_text().splitlines())}
+        rows[name] = {(r["method"], r["sent_id"]): r for r in map(json.loads, run.journal.path.read_text().splitlines())}
         where = read_record(run.dir)["sessions"][0]["placement"]
         assert where["scoring"] == ("workers" if name == "scored-in-2" else "main") and where["workers"] == (2 if "-in-" in name else 0)
     assert len({frozenset(r) for r in rows.values()}) == 1 and len(rows["b7"]) == 3 * sum(1 for k in rows["b7"] if k[0] == "clip")

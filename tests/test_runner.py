@@ -6,7 +6,7 @@ import pytest
 
 from refbench.config import load_config
 from refbench.results import Store, read_record
-from refbench.runner import run_benchmark
+from refbench.run import run_benchmark
 
 from conftest import bench_yaml
 
@@ -33,7 +33,7 @@ def test_baselines_anchor_the_table(synth_root, tmp_path, write_config):
     assert m["oracle"]["upper_bound"] > 80  # detections mostly hit
     assert m["mix"]["accuracy"] == m["random"]["accuracy"]  # weights [1, 0]: the ensemble is its member
     assert set(m["random"]["splits"]) == {"val", "testA", "testB"}
-    lines = run.journal_path.read_text().splitlines()
+    lines = run.journal.path.read_text().splitlines()
     assert len(lines) == 5 * n and len({(json.loads(x)["method"], json.loads(x)["sent_id"]) for x in lines}) == 5 * n
     # provenance
     assert rec["status"] == "complete" and rec["config_sha256"] == config.digest()
@@ -56,19 +56,19 @@ def test_torn_journal_line_is_dropped_and_the_run_resumed(synth_root, tmp_path, 
 
     store = Store(tmp_path / "b")
     run = run_benchmark(config, store)
-    lines = run.journal_path.read_bytes().splitlines(keepends=True)
+    lines = run.journal.path.read_bytes().splitlines(keepends=True)
     # simulate a crash: the record says running, the journal ends in a half-written line
     rec = json.loads((run.dir / "run.json").read_text())
     rec.update(status="running")
     rec.pop("metrics")
     (run.dir / "run.json").write_text(json.dumps(rec))
-    run.journal_path.write_bytes(b"".join(lines[: len(lines) // 3]) + lines[len(lines) // 3][:17])
+    run.journal.path.write_bytes(b"".join(lines[: len(lines) // 3]) + lines[len(lines) // 3][:17])
     resumed = run_benchmark(config, store)
     assert resumed.dir == run.dir
     again = read_record(resumed.dir)
     assert again["metrics"] == full
     assert len(again["sessions"]) == 2 and again["sessions"][1]["kept"] == len(lines) // 3
-    assert len(resumed.journal_path.read_text().splitlines()) == len(lines)
+    assert len(resumed.journal.path.read_text().splitlines()) == len(lines)
     # a complete run is never reopened: the next run is a new folder
     third = run_benchmark(config, store)
     assert third.dir != run.dir and len(store.run_dirs()) == 2
@@ -77,29 +77,29 @@ def test_torn_journal_line_is_dropped_and_the_run_resumed(synth_root, tmp_path, 
 def test_journal_is_fsynced_at_most_once_a_second_and_before_the_run_completes(tmp_path, monkeypatch):
     import os
 
-    import refbench.results as results
+    import refbench.journal as journal_module
 
     synced = []
     real_fsync = os.fsync
-    monkeypatch.setattr(results.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    monkeypatch.setattr(journal_module.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
     store = Store(tmp_path)
     run = store.create("t", {"config_sha256": "0" * 64, "status": "running"})
-    journal = str(run.journal_path)
+    journal = str(run.journal.path)
     synced.clear()
-    run.sync_interval = 3600
-    run.append([{"method": "m", "sent_id": 1}])
-    run.append([{"method": "m", "sent_id": 2}])
-    assert synced == [] and len(run.journal_path.read_text().splitlines()) == 2  # written, not yet flushed
-    run.sync()
+    run.journal.sync_interval = 3600
+    run.journal.append([{"method": "m", "sent_id": 1}])
+    run.journal.append([{"method": "m", "sent_id": 2}])
+    assert synced == [] and len(run.journal.path.read_text().splitlines()) == 2  # written, not yet flushed
+    run.journal.sync()
     assert synced == [journal]
-    run.sync()  # nothing new: no flush
-    run.sync_interval = 0
-    run.append([{"method": "m", "sent_id": 3}])
+    run.journal.sync()  # nothing new: no flush
+    run.journal.sync_interval = 0
+    run.journal.append([{"method": "m", "sent_id": 3}])
     assert synced == [journal, journal]
-    run.sync_interval = 3600
-    run.append([{"method": "m", "sent_id": 4}])
+    run.journal.sync_interval = 3600
+    run.journal.append([{"method": "m", "sent_id": 4}])
     run.close()  # closing flushes the rest
-    assert synced == [journal] * 3 and [r["sent_id"] for r in run.records()] == [1, 2, 3, 4]
+    assert synced == [journal] * 3 and [r["sent_id"] for r in run.journal.records()] == [1, 2, 3, 4]
 
 
 def test_placement_scores_in_workers_only_on_the_cpu(monkeypatch):
@@ -108,11 +108,15 @@ def test_placement_scores_in_workers_only_on_the_cpu(monkeypatch):
     from refbench.builtins.baselines import LargestScorer
     from refbench.config import RunnerConfig
     from refbench.errors import RefbenchError
-    from refbench.runner import Method, placement
+    from refbench.run import Method, placement
 
     cpu = [Method("a", scorer=LargestScorer())]
-    gpu_scorer = LargestScorer()
-    gpu_scorer.on_gpu = True
+    class OnGpu(LargestScorer):
+        @property
+        def on_gpu(self) -> bool:
+            return True
+
+    gpu_scorer = OnGpu()
     gpu = cpu + [Method("g", scorer=gpu_scorer)]
     import torch
 
@@ -165,3 +169,30 @@ def test_a_forked_worker_does_not_keep_the_run_locked(tmp_path):
     finally:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
+
+
+def test_corrupt_journal_lines_are_reported_taken_out_and_computed_again(synth_root, tmp_path, write_config):
+    config = load_config(write_config(bench_yaml(synth_root, BASELINES)))
+    full = read_record(run_benchmark(config, Store(tmp_path / "a")).dir)["metrics"]
+    store = Store(tmp_path / "b")
+    run = run_benchmark(config, store)
+    lines = run.journal.path.read_bytes().splitlines(keepends=True)
+    rec = json.loads((run.dir / "run.json").read_text())
+    rec.update(status="running")
+    (run.dir / "run.json").write_text(json.dumps(rec))
+    damaged = list(lines)
+    damaged[4] = b'{"method": "random", "sent_id": 1\n'  # cut JSON in the middle of the file
+    damaged[9] = b"\x00\x00garbage\n"
+    damaged.insert(20, lines[2])  # a duplicate of an earlier line
+    run.journal.path.write_bytes(b"".join(damaged))
+    said = []
+    resumed = run_benchmark(config, store, announce=said.append)
+    assert resumed.dir == run.dir
+    assert any("2 corrupt lines (5, 10) and 1 duplicate line (21)" in s for s in said), said
+    again = read_record(resumed.dir)
+    assert again["metrics"] == full
+    assert again["sessions"][1]["journal_repair"] == {"torn_bytes": 0, "corrupt_lines": [5, 10], "duplicate_lines": [21]}
+    rows = [json.loads(line) for line in resumed.journal.path.read_text().splitlines()]  # every line parses
+    keys = [(r["method"], r["sent_id"]) for r in rows]
+    assert len(keys) == len(set(keys)) == len(lines)
+    assert (run.dir / "predictions.rejected").read_bytes() == damaged[4] + damaged[9] + lines[2]

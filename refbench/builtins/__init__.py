@@ -1,35 +1,36 @@
-"""refbench's own components, registered through the same hooks as any plugin."""
+"""refbench's own components, registered through the same hooks as any plugin.
+
+Each is named as ``"module:Class"``, so listing them imports nothing but this module.
+"""
 
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from .baselines import CenterScorer, LargestScorer, OracleScorer, RandomScorer
-from .combinators import MeanLogits
-from .datasets import ReferDataset
-from .prompters import CropPrompter
-from .proposers import DetectionsProposer, GroundTruthProposer
+
+_HERE = __name__
 
 
 @hookimpl
 def refbench_datasets():
-    return {"refer": ReferDataset}
+    return {"refer": f"{_HERE}.datasets:ReferDataset"}
 
 
 @hookimpl
 def refbench_proposers():
-    return {"detections": DetectionsProposer, "gt": GroundTruthProposer}
+    return {"detections": f"{_HERE}.proposers:DetectionsProposer", "gt": f"{_HERE}.proposers:GroundTruthProposer"}
 
 
 @hookimpl
 def refbench_prompters():
-    return {"crop": CropPrompter}
+    return {"crop": f"{_HERE}.prompters:CropPrompter"}
 
 
 @hookimpl
 def refbench_scorers():
-    return {"random": RandomScorer, "largest": LargestScorer, "center": CenterScorer, "oracle": OracleScorer}
+    return {"random": f"{_HERE}.baselines:RandomScorer", "largest": f"{_HERE}.baselines:LargestScorer",
+            "center": f"{_HERE}.baselines:CenterScorer", "oracle": f"{_HERE}.baselines:OracleScorer"}
 
 
 @hookimpl
 def refbench_combinators():
-    return {"mean_logits": MeanLogits}
+    return {"mean_logits": f"{_HERE}.combinators:MeanLogits"}

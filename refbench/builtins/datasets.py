@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
 from pydantic import Field, field_validator
 
+from ..errors import RefbenchError
+from ..files import sha256
 from ..interfaces import Dataset, ImageItem, Options
 from ..refer import load_items, locate
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ReferDataset(Dataset):
@@ -36,10 +29,17 @@ class ReferDataset(Dataset):
         def _one_or_many(cls, v: Any) -> Any:
             return [v] if isinstance(v, str) else v
 
+    @classmethod
+    def check(cls, options: Options) -> list[RefbenchError]:
+        assert isinstance(options, cls.Options)
+        return locate(options.root, options.dataset, options.split_by, options.images)[1]
+
     def __init__(self, options: Options) -> None:
         super().__init__(options)
         o = self.options
-        self.files = locate(o.root, o.dataset, o.split_by, o.images)
+        self.files, problems = locate(o.root, o.dataset, o.split_by, o.images)
+        if problems:
+            raise RefbenchError.many(problems)
         self.items = load_items(self.files, o.splits, o.text)
 
     def __iter__(self) -> Iterator[ImageItem]:

@@ -1,4 +1,4 @@
-"""Built-in visual prompts (the green-shading prompt lives in the clip_shaded plugin)."""
+"""Built-in visual prompts (others, such as green shading, come from plugins)."""
 
 from __future__ import annotations
 

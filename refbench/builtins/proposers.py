@@ -8,9 +8,10 @@ from typing import Any
 from pydantic import Field
 
 from ..boxes import Box
+from ..errors import RefbenchError
+from ..files import sha256
 from ..interfaces import ImageItem, Options, Proposer
-from .datasets import sha256
-from ..refer import load_detections
+from ..refer import DETECTIONS_FIX, load_detections
 
 
 class DetectionsProposer(Proposer):
@@ -20,6 +21,12 @@ class DetectionsProposer(Proposer):
         path: Path
         min_score: float = Field(0.0, description="drop detections scoring below this")
         max_per_image: int | None = Field(None, ge=1, description="keep the highest-scoring N")
+
+    @classmethod
+    def check(cls, options: Options) -> list[RefbenchError]:
+        assert isinstance(options, cls.Options)
+        path = options.path
+        return [] if path.is_file() else [RefbenchError(f"detections file not found: {path}", DETECTIONS_FIX)]
 
     def __init__(self, options: Options) -> None:
         super().__init__(options)

@@ -36,14 +36,11 @@ class GreenShade(Prompter):
         views = self._shade_all(base, boxes, self.options.outline)
         return [Image.fromarray(view) for view in views]
 
-    def render_array(self, image: np.ndarray, boxes: Sequence[Box], scale: float, out: np.ndarray | None = None) -> np.ndarray:
-        """Fast path: shade an image already resized to the model's input (``H x W x 3`` uint8).
+    renders_resized = True
 
-        Returns ``[len(boxes), H, W, 3]`` (into ``out`` if given: any array of that shape, e.g.
-        a transposed view of a channels-first buffer, which is then written in place). ``boxes``
-        are in the resized image's pixels and the outline shrinks by ``scale`` (resized /
-        original): the same arithmetic as :meth:`render`, with the resize done before instead of after.
-        """
+    def render_resized(self, image: np.ndarray, boxes: Sequence[Box], scale: float, out: np.ndarray | None = None) -> np.ndarray:
+        """The same arithmetic as :meth:`render` on an image already resized to the model's input;
+        the outline shrinks by ``scale`` (at least 1 px)."""
         t = max(1, round(self.options.outline * scale)) if self.options.outline else 0
         return self._shade_all(image, boxes, t, out)
 

@@ -15,11 +15,12 @@ from PIL import Image
 from pydantic import Field
 from torchvision import transforms
 
-from refbench import Box, EmbeddingScorer, Options, Prompter, RefbenchError, transfer
+from refbench import Box, EmbeddingScorer, Options, Prompter, RefbenchError, atomic_path, join_tensors, sha256
 
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIGS)  # tiny architectures that train on a CPU
 
+CHECKPOINT_FIX = "train one with `refbench train` or fix scorer.checkpoint"
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -29,14 +30,12 @@ def save_checkpoint(model: torch.nn.Module | dict[str, torch.Tensor], path: Path
     training facts go in the header."""
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     weights = model if isinstance(model, dict) else model.state_dict()
     state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
              for k, v in weights.items()}
     meta = {"arch": arch, "format": "refbench-clip-shaded/1", "info": json.dumps(extra or {}, sort_keys=True)}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -45,7 +44,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     Never unpickles arbitrary objects: a checkpoint is data, not code.
     """
     if not path.is_file():
-        raise RefbenchError(f"checkpoint not found: {path}", "train one with `refbench train` or fix scorer.checkpoint")
+        raise RefbenchError(f"checkpoint not found: {path}", CHECKPOINT_FIX)
     try:
         if path.suffix == ".safetensors":
             from safetensors import safe_open
@@ -176,18 +175,35 @@ class ClipScorer(EmbeddingScorer):
             "exact", description="exact: render on the full image, then preprocess; resized: preprocess once, shade the model-size tensor")
         threads: int | None = Field(None, ge=1, description="torch CPU threads")
 
+    @classmethod
+    def check(cls, options: Options) -> list[RefbenchError]:
+        o = options
+        assert isinstance(o, ClipScorer.Options)
+        problems = []
+        if o.pretrained and o.checkpoint:
+            problems.append(RefbenchError("scorer 'clip' got both pretrained and checkpoint", "give one of them"))
+        if "{}" not in o.template:
+            problems.append(RefbenchError(f"scorer 'clip': template {o.template!r} has no '{{}}'", "write e.g. template: 'a photo of {}'"))
+        device = None
+        try:
+            device = _device(o.device)
+        except RefbenchError as exc:
+            problems.append(exc)
+        if o.precision != "fp32" and device is not None and device.type != "cuda":
+            problems.append(RefbenchError(f"precision {o.precision} needs a GPU", "use precision: fp32 on the CPU"))
+        if o.checkpoint is not None and not o.checkpoint.is_file():
+            problems.append(RefbenchError(f"checkpoint not found: {o.checkpoint}", CHECKPOINT_FIX))
+        return problems
+
     def __init__(self, options: Options) -> None:
         super().__init__(options)
         o = self.options
-        if o.pretrained and o.checkpoint:
-            raise RefbenchError("scorer 'clip' got both pretrained and checkpoint", "give one of them")
-        if "{}" not in o.template:
-            raise RefbenchError(f"scorer 'clip': template {o.template!r} has no '{{}}'", "write e.g. template: 'a photo of {}'")
+        problems = self.check(o)
+        if problems:
+            raise RefbenchError.many(problems)
         if o.threads:
             torch.set_num_threads(o.threads)
         self.device = _device(o.device)
-        if o.precision != "fp32" and self.device.type != "cuda":
-            raise RefbenchError(f"precision {o.precision} needs a GPU", "use precision: fp32 on the CPU")
         self.model, self.arch, self.checkpoint_meta = build_model(o.arch, o.pretrained, o.checkpoint, o.init_seed)
         self.model.eval().to(self.device)
         self._text_cache: dict[bytes, torch.Tensor] = {}  # token ids -> features; only valid while weights are fixed
@@ -222,14 +238,13 @@ class ClipScorer(EmbeddingScorer):
             for i, view in enumerate(prompter.render(image, boxes)):
                 array[i] = np.asarray(self.resize(view))
         else:
-            render_array = getattr(prompter, "render_array", None)
-            if render_array is None:
-                raise RefbenchError(f"prompter {type(prompter).__name__} has no resized path", "use scorer views: exact")
+            if not prompter.renders_resized:
+                raise RefbenchError(f"prompter {type(prompter).__name__} draws only on the full image", "use the scorer's views: exact")
             scale = max(self.size / image.width, self.size / image.height)  # Resize: shortest side -> size
             left = round((image.width * scale - self.size) / 2)
             top = round((image.height * scale - self.size) / 2)
             mapped = [Box(b.x * scale - left, b.y * scale - top, b.w * scale, b.h * scale) for b in boxes]
-            render_array(np.asarray(self.resize(image)), mapped, scale, out=array)
+            prompter.render_resized(np.asarray(self.resize(image)), mapped, scale, out=array)
         return out
 
     def model_input(self, views: torch.Tensor) -> torch.Tensor:
@@ -238,19 +253,18 @@ class ClipScorer(EmbeddingScorer):
         return (x - self.mean) / self.std
 
     def concat(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
-        """One batch of views; built in the worker, in shared memory (``refbench.transfer.cat``)."""
-        return transfer.cat(prepared)
+        return join_tensors(prepared)
 
     def to_device(self, views: torch.Tensor) -> torch.Tensor:
         return views.to(self.device, non_blocking=True)
 
     @property
-    def on_gpu(self) -> bool:  # type: ignore[override]
+    def on_gpu(self) -> bool:
         return self.device.type == "cuda"
 
     @property
-    def pin_memory(self) -> bool:  # type: ignore[override]
-        """Batches go to the GPU from pinned memory, so copies are asynchronous (the runner pins them)."""
+    def pin_memory(self) -> bool:
+        """Batches go to the GPU from pinned memory, so copies are asynchronous."""
         return self.on_gpu
 
     # ------------------------------------------------------------ encoding (main process)
@@ -293,7 +307,7 @@ class ClipScorer(EmbeddingScorer):
         return self.tokenize(texts)
 
     def concat_texts(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
-        return transfer.cat(prepared)
+        return join_tensors(prepared)
 
     def weights_changed(self) -> None:
         """Call after changing ``model``'s weights (training): cached phrase features are stale."""
@@ -317,8 +331,6 @@ class ClipScorer(EmbeddingScorer):
         info: dict[str, Any] = {"arch": self.arch, "pretrained": o.pretrained, "device": str(self.device),
                                 "params": sum(p.numel() for p in self.model.parameters())}
         if o.checkpoint is not None:
-            from refbench.builtins.datasets import sha256
-
             info.update({"checkpoint": str(o.checkpoint), "checkpoint_sha256": sha256(o.checkpoint),
                          "trained": self.checkpoint_meta})
         elif not o.pretrained:

@@ -13,10 +13,8 @@ same sum over the same (phrase, candidates) draws; only the encoder work shrinks
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +22,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from refbench import ImageItem, RefbenchError
-from refbench.config import BenchmarkConfig, ComponentSpec, ProtocolConfig, Workers, describe_errors, worker_count
-from refbench.plugins import registry
-from refbench.results import package_versions, write_atomic
-from refbench.runner import Method, evaluate, load_image
+from refbench import (BenchmarkConfig, ComponentSpec, ImageItem, Method, ProposerSpec, ProtocolConfig, RefbenchError, Workers, atomic_path,
+                      build_component, config_digest, evaluate, load_image, load_yaml, package_versions, worker_count,
+                      write_atomic)
 
 from .scorer import ClipScorer, load_checkpoint, save_checkpoint
 
@@ -66,7 +61,7 @@ class Recipe(_Strict):
 
 class Validation(_Strict):
     dataset: ComponentSpec
-    proposer: ComponentSpec
+    proposer: ProposerSpec
     protocol: ProtocolConfig = ProtocolConfig()
     batch_size: int = 256
 
@@ -82,23 +77,11 @@ class TrainConfig(_Strict):
 
     def digest(self) -> str:
         """Hash of what determines the weights (not workers, threads or validation batch size)."""
-        import hashlib
-
-        payload = self.model_dump(mode="json", exclude={"recipe": {"workers", "threads"}, "validation": {"batch_size"}})
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return config_digest(self, exclude={"recipe": {"workers", "threads"}, "validation": {"batch_size"}})
 
 
 def load_train_config(path: Path) -> TrainConfig:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RefbenchError(f"training config not found: {path}", "see benchmarks/train/synthref_rn.yaml") from None
-    except yaml.YAMLError as exc:
-        raise RefbenchError(f"{path}: broken YAML: {str(exc).splitlines()[0]}", "fix the syntax") from None
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        raise RefbenchError(f"{path}: " + "; ".join(describe_errors(exc)), "fix the fields named") from None
+    return load_yaml(path, TrainConfig, "benchmarks/train/synthref_rn.yaml")
 
 
 # ---------------------------------------------------------------- sampling
@@ -234,12 +217,11 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
-    reg = registry()
     if config.model.get("precision") == "fp16":
         raise RefbenchError("training in fp16 needs gradient scaling, which this recipe does not do", "use precision: bf16 or fp32")
-    scorer = reg.build("scorer", {"plugin": "clip", **config.model}, "model")
-    prompter = reg.build("prompter", config.prompter.as_dict(), "prompter")
-    items = list(reg.build("dataset", config.data.as_dict(), "data"))
+    scorer = build_component("scorer", {"plugin": "clip", **config.model}, "model")
+    prompter = build_component("prompter", config.prompter.as_dict(), "prompter")
+    items = list(build_component("dataset", config.data.as_dict(), "data"))
     records = records_of(items)
     if not records:
         raise RefbenchError("no trainable phrase (each needs an image with 2+ annotated boxes)", "check data.splits")
@@ -247,8 +229,8 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
                                 protocol=config.validation.protocol, methods=[{"id": config.name, "scorer": {"plugin": "clip"}}],
                                 runner={"batch_size": config.validation.batch_size, "workers": recipe.workers,
                                         "scoring": "main"})  # the live model stays in this process
-    val_items = list(reg.build("dataset", config.validation.dataset.as_dict(), "validation.dataset"))
-    val_proposer = reg.build("proposer", config.validation.proposer.as_dict(), "validation.proposer")
+    val_items = list(build_component("dataset", config.validation.dataset.as_dict(), "validation.dataset"))
+    val_proposer = build_component("proposer", config.validation.proposer.as_dict(), "validation.proposer")
     method = Method(config.name, scorer=scorer, prompter=prompter)
 
     model = scorer.model
@@ -343,8 +325,9 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
                 state.update(best=val["accuracy"], best_epoch=epoch + 1)
             state["epoch"] = epoch + 1
             # last.pt first: it alone decides where a resumed run starts (and can rewrite best)
-            _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                          "state": json.dumps(state), "digest": config.digest()}, last)
+            with atomic_path(last) as tmp:
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                            "state": json.dumps(state), "digest": config.digest()}, tmp)
             write_atomic(metrics_path, "".join(json.dumps(e) + "\n" for e in state["history"]))
             if improved:
                 _save_best(model, out / "best.safetensors", scorer, config, entry)
@@ -353,15 +336,6 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
                "checkpoint": str(out / "best.safetensors")}
     write_atomic(out / "train.json", json.dumps(summary, indent=1))
     return summary
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 def _save_best(model: torch.nn.Module, path: Path, scorer: ClipScorer, config: TrainConfig, entry: dict[str, Any]) -> None:
@@ -378,36 +352,4 @@ def _epoch_of(path: Path) -> int | None:
 
 
 def _one_thread(_: int) -> None:
-    torch.set_num_threads(1)
-
-
-def add_command(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="fine-tune CLIP with the green-shading recipe (clip_shaded plugin)")
-    p.add_argument("config", type=Path)
-    p.add_argument("--restart", action="store_true", help="ignore a previous checkpoint in the output folder")
-    p.add_argument("--until-epoch", type=int, metavar="N", help="stop after epoch N of the schedule (rerun without it to go on)")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.set_defaults(handler=_cmd_train)
-    e = subparsers.add_parser("export-checkpoint", help="copy a trained checkpoint for shipping, e.g. as fp16 (clip_shaded plugin)")
-    e.add_argument("source", type=Path)
-    e.add_argument("target", type=Path)
-    e.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp16")
-    e.set_defaults(handler=_cmd_export)
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    state, meta = load_checkpoint(args.source)
-    arch = meta.pop("arch", None)
-    if arch is None:
-        raise RefbenchError(f"{args.source} does not record its architecture", "export a checkpoint written by refbench train")
-    meta["exported_from"] = {"path": str(args.source), "dtype": args.dtype}
-    save_checkpoint(state, args.target, arch, meta, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype])
-    Console().print(f"wrote {args.target} ({args.target.stat().st_size / 2**20:.1f} MiB, {args.dtype})")
-    return 0
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    summary = train(load_train_config(args.config), restart=args.restart, quiet=args.quiet, until_epoch=args.until_epoch)
-    Console().print(f"best validation accuracy {summary['best_val_accuracy']:.2f}% (epoch {summary['best_epoch']}); "
-                    f"checkpoint {summary['checkpoint']}")
-    return 0
+    torch.set_num_threads(1)  # OpenMP's thread pool does not survive a fork

@@ -1,4 +1,4 @@
-"""Batches that cross from the runner's worker processes to the main process cheaply."""
+"""Batches that cross from the runner's worker processes to the main process without another copy."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ _shared = True
 
 
 def share(on: bool) -> None:
-    """Whether :func:`cat` in a worker writes to shared memory (off in workers that consume their own batches)."""
+    """Whether :func:`join_tensors` in a worker writes to shared memory (off in workers that score their own batches)."""
     global _shared
     _shared = on
 
 
-def cat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``torch.cat`` along dim 0; inside a DataLoader worker the result is written straight into
-    shared memory (as ``default_collate`` does), so sending it to the main process copies nothing
-    more. One tensor of a single image is returned as is outside workers."""
+def join_tensors(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat`` along dim 0. Inside one of the runner's worker processes the result is written
+    straight into shared memory (as torch's ``default_collate`` does), so handing it to the main
+    process copies nothing more. Elsewhere a single tensor is returned as is."""
     if not _shared or torch.utils.data.get_worker_info() is None:
         return tensors[0] if len(tensors) == 1 else torch.cat(list(tensors))
     first = tensors[0]

@@ -1,0 +1,115 @@
+"""Stage 4: chunks of prepared images turned into logits, views encoded in fixed-size batches.
+
+Chunks end at image boundaries, so their sizes vary; the encoders do not see that: views wait
+(on the model's device) until a batch of exactly ``batch_size`` is there, and an image is
+scored once all its views are encoded. Fixed shapes let the allocator reuse the same blocks,
+so memory stays flat. Phrases are encoded per chunk (each distinct phrase once per process,
+by the scorer's cache).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..interfaces import EmbeddingScorer, ScoreRequest
+from .build import Method
+from .prepare import Chunk, Prepared
+
+Scored = list[tuple[Prepared, dict[str, np.ndarray | None]]]  # images with their logits per method (None: no candidates)
+
+
+class Scoring:
+    """Feeds chunks in, hands scored images out, in order."""
+
+    def __init__(self, methods: list[Method], batch_size: int) -> None:
+        self.methods, self.batch_size = methods, batch_size
+        self.embedding = [m for m in methods if isinstance(m.scorer, EmbeddingScorer)]
+        self.queue: list[Prepared] = []  # images whose logits are not out yet, in order
+        self.views: dict[str, list[Any]] = {m.id: [] for m in self.embedding}  # not yet encoded
+        self.unencoded = 0  # views waiting in self.views (the same count for every method)
+        self.features: dict[str, list[Any]] = {m.id: [] for m in self.embedding}  # encoded, not yet scored
+        self.encoded = 0  # views with features in self.features
+        self.texts: dict[str, list[Any]] = {m.id: [] for m in self.embedding}  # phrase features of queued images
+
+    def _scorer(self, m: Method) -> EmbeddingScorer:
+        assert isinstance(m.scorer, EmbeddingScorer)
+        return m.scorer
+
+    def feed(self, chunk: Chunk) -> Scored:
+        """Take a chunk; return the images now complete, each with its logits per method."""
+        live = [p for p in chunk.images if p.boxes]
+        if live:
+            for m in self.embedding:
+                s = self._scorer(m)
+                self.views[m.id].append(s.to_device(chunk.views[m.id]))
+                self.texts[m.id].append(s.encode_texts(chunk.texts[m.id]))
+            self.unencoded += sum(len(p.boxes) for p in live)  # counted without embedding methods too: images then complete per batch
+        self.queue.extend(chunk.images)
+        while self.unencoded >= self.batch_size:
+            self._encode(self.batch_size)
+        return self._complete()
+
+    def finish(self) -> Scored:
+        if self.unencoded:
+            self._encode(self.unencoded)
+        return self._complete()
+
+    def _encode(self, n: int) -> None:
+        """Encode the first ``n`` waiting views of every embedding method as one batch."""
+        for m in self.embedding:
+            s = self._scorer(m)
+            self.features[m.id].append(s.encode_views(take(self.views[m.id], n, s.concat)))
+        self.unencoded -= n
+        self.encoded += n
+
+    def _complete(self) -> Scored:
+        """Score the leading images whose views are all encoded (one logits product per method)."""
+        ready, views, texts = 0, 0, 0
+        for p in self.queue:
+            if views + len(p.boxes) > self.encoded:
+                break
+            ready, views, texts = ready + 1, views + len(p.boxes), texts + (len(p.item.refs) if p.boxes else 0)
+        if not ready:
+            return []
+        images, self.queue = self.queue[:ready], self.queue[ready:]
+        logits: dict[str, list[np.ndarray | None]] = {}
+        for m in self.methods:
+            out: list[np.ndarray | None] = [None] * ready
+            if m.id in self.features:
+                if views:
+                    every = self._scorer(m).logits(take(self.texts[m.id], texts, torch.cat), take(self.features[m.id], views, torch.cat))
+                    v = t = 0  # each image takes its block
+                    for i, p in enumerate(images):
+                        if p.boxes:
+                            nv, nt = len(p.boxes), len(p.item.refs)
+                            out[i] = every[t : t + nt, v : v + nv]
+                            v, t = v + nv, t + nt
+            elif m.combinator is not None:
+                for i, p in enumerate(images):
+                    if p.boxes:
+                        out[i] = m.combinator.combine([logits[x][i] for x in m.combinator.members])
+            elif m.scorer is not None:
+                for i, p in enumerate(images):
+                    if p.boxes:
+                        out[i] = m.scorer.score(ScoreRequest(p.item, p.item.refs, p.boxes, p.views.get(m.id)))
+            logits[m.id] = out
+        self.encoded -= views
+        return [(p, {k: v[i] for k, v in logits.items()}) for i, p in enumerate(images)]
+
+
+def take(parts: list[Any], n: int, join: Callable[[list[Any]], Any]) -> Any:
+    """The first ``n`` rows of ``parts`` joined (sliceable batches: tensors, lists), removed from ``parts``."""
+    taken, rows = 0, []
+    while taken < n:
+        part = parts[0]
+        k = min(len(part), n - taken)
+        rows.append(part[:k])
+        taken += k
+        if k == len(part):
+            parts.pop(0)
+        else:
+            parts[0] = part[k:]
+    return rows[0] if len(rows) == 1 else join(rows)

@@ -1,0 +1,140 @@
+"""Stage 3: images made ready for the models, in background worker processes.
+
+A worker decodes an image, has each method's scorer prepare its views and phrases, and joins
+consecutive images of its share into chunks: for each embedding method one batch of views and
+one of phrases, so a chunk crosses to the main process as a few large tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..boxes import Box
+from ..errors import RefbenchError
+from ..interfaces import EmbeddingScorer, ImageItem
+from .build import Method
+
+
+def load_image(item: ImageItem) -> Image.Image:
+    """The item's image as RGB; a missing, unreadable or wrongly sized file is a :class:`RefbenchError`."""
+    try:
+        with Image.open(item.path) as im:
+            image = im.convert("RGB")
+    except FileNotFoundError:
+        raise RefbenchError(f"image {item.image_id} not found: {item.path}",
+                            "check dataset.images points at the folder holding the data set's images") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise RefbenchError(f"image {item.image_id} is unreadable: {item.path} ({exc})", "the file is damaged; restore it") from None
+    if image.size != (item.width, item.height):
+        raise RefbenchError(f"image {item.path} is {image.width}x{image.height} but the annotations say {item.width}x{item.height}",
+                            "the image folder does not match the annotations")
+    return image
+
+
+@dataclass
+class Prepared:
+    """One image ready for the models: its candidates, and the input of scorers that score one
+    image at a time (embedding scorers' inputs travel batched in the :class:`Chunk`)."""
+
+    item: ImageItem
+    boxes: list[Box]
+    views: dict[str, Any] = field(default_factory=dict)
+    texts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Chunk:
+    """Consecutive images of one worker's share (at most ``batch_size`` views, or one image's): the
+    unit handed from a worker to the main process; or the error that stopped the worker."""
+
+    images: list[Prepared]
+    views: dict[str, Any] = field(default_factory=dict)
+    texts: dict[str, Any] = field(default_factory=dict)
+    error: RefbenchError | None = None
+
+
+def prepare(item: ImageItem, boxes: list[Box], view_methods: Sequence[Method]) -> Prepared:
+    p = Prepared(item, boxes)
+    if view_methods and boxes:
+        image = load_image(item)
+        for m in view_methods:
+            assert m.scorer is not None
+            p.views[m.id] = m.scorer.prepare(image, boxes, m.prompter)
+            if isinstance(m.scorer, EmbeddingScorer):
+                p.texts[m.id] = m.scorer.prepare_texts([r.text for r in item.refs])
+    return p
+
+
+def seal(images: list[Prepared], view_methods: Sequence[Method]) -> Chunk:
+    """Join the images' inputs of every embedding method into one batch each."""
+    chunk = Chunk(images)
+    live = [p for p in images if p.boxes]
+    for m in view_methods:
+        if isinstance(m.scorer, EmbeddingScorer) and live:
+            chunk.views[m.id] = m.scorer.concat([p.views.pop(m.id) for p in live])
+            chunk.texts[m.id] = m.scorer.concat_texts([p.texts.pop(m.id) for p in live])
+    return chunk
+
+
+def build_chunks(items: Iterable[ImageItem], boxes: dict[int, list[Box]], view_methods: Sequence[Method],
+                 batch_size: int) -> Iterator[Chunk]:
+    """Prepare images in order and group them so each chunk holds at most ``batch_size`` views (or one image)."""
+    pending: list[Prepared] = []
+    n = 0
+    for item in items:
+        try:
+            p = prepare(item, boxes[item.image_id], view_methods)
+        except RefbenchError as exc:  # travels to the main process as a value, message intact
+            if pending:
+                yield seal(pending, view_methods)
+            yield Chunk([], error=exc)
+            return
+        if pending and n + len(p.boxes) > batch_size:
+            yield seal(pending, view_methods)
+            pending, n = [], 0
+        pending.append(p)
+        n += len(p.boxes)
+    if pending:
+        yield seal(pending, view_methods)
+
+
+class Chunks(torch.utils.data.IterableDataset):
+    """The chunks of ``items``; in a DataLoader worker, of its share (every ``num_workers``-th image)."""
+
+    def __init__(self, items: list[ImageItem], boxes: dict[int, list[Box]], view_methods: list[Method], batch_size: int) -> None:
+        self.items, self.boxes, self.view_methods, self.batch_size = items, boxes, view_methods, batch_size
+
+    def __iter__(self) -> Iterator[Chunk]:
+        info = torch.utils.data.get_worker_info()
+        shard = self.items if info is None else self.items[info.id :: info.num_workers]
+        return build_chunks(shard, self.boxes, self.view_methods, self.batch_size)
+
+
+def single(x: Any) -> Any:
+    return x
+
+
+def one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # OpenMP's thread pool does not survive a fork: a forked worker uses one thread
+
+
+def loader(source: torch.utils.data.IterableDataset, workers: int, pin: bool = False) -> torch.utils.data.DataLoader:
+    """``source`` read by ``workers`` forked processes, at most two items per worker waiting."""
+    return torch.utils.data.DataLoader(source, batch_size=None, num_workers=workers, collate_fn=single,
+                                       worker_init_fn=one_thread, prefetch_factor=2, pin_memory=pin)
+
+
+def chunk_stream(items: list[ImageItem], boxes: dict[int, list[Box]], methods: list[Method], batch_size: int,
+                 workers: int) -> Iterable[Chunk]:
+    """Chunks prepared in ``workers`` background processes (in this one when 0). Memory stays flat
+    however large the data set: at most two chunks per worker wait."""
+    view_methods = [m for m in methods if m.uses_views]
+    source = Chunks(items, boxes, view_methods, batch_size)
+    if workers == 0 or not items:
+        return iter(source)
+    pin = any(isinstance(m.scorer, EmbeddingScorer) and m.scorer.pin_memory for m in view_methods)
+    return loader(source, min(workers, len(items)), pin)

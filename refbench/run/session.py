@@ -1,0 +1,136 @@
+"""Stage 7: a run from start to completion: build, propose, resume or create, stream, complete."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..config import BenchmarkConfig
+from ..errors import RefbenchError
+from ..interfaces import ImageItem, Proposer
+from ..protocol import conventions, summarize
+from ..results import Run, Store, new_record
+from .build import Bench, Method, build
+from .place import placement
+from .proposals import Proposals, propose_all
+from .record import Recorder, judge_images
+from .stream import score_stream
+
+ProgressFn = Callable[[int, int, int], None]  # images done, images total, phrases written
+Announce = Callable[[str], None]
+
+
+def evaluate(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig) -> dict[str, Any]:
+    """Metrics of ``methods`` on ``items`` under ``config``'s protocol and runner settings, without a
+    results folder (a training loop's validation). Invalid proposals follow ``config.proposer.invalid``."""
+    proposals = propose_all(items, proposer, config.proposer.invalid)
+    place = placement(config.runner, methods)
+    return summarize(r for scored in score_stream(items, proposals.boxes, methods, config.runner.batch_size, place)
+                     for r in judge_images(scored, config.protocol, set()))
+
+
+def run_benchmark(config: BenchmarkConfig, store: Store, config_path: Path | None = None, resume: str | None = None,
+                  fresh: bool = False, progress: ProgressFn | None = None, announce: Announce = lambda s: None) -> Run:
+    """Run (or resume) a benchmark and return the completed run.
+
+    ``resume``: a run id to continue; otherwise the newest interrupted run of the same config is
+    continued unless ``fresh``.
+    """
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+    bench = build(config)
+    items = list(bench.dataset)[: config.runner.limit]
+    proposals = propose_all(items, bench.proposer, config.proposer.invalid)  # before any run folder is touched
+    record = new_record(benchmark=config.name, dataset_key=bench.dataset.key(), config=config.model_dump(mode="json"),
+                        config_sha256=config.digest(), config_path=config_path, seed=config.seed,
+                        protocol=conventions(config.protocol), components=bench.components,
+                        methods={m.id: m.describe() for m in bench.methods},
+                        data={"dataset": bench.dataset.describe(), "proposer": bench.proposer.describe()})
+    run = _open(config, store, record, resume, fresh, announce)
+    try:
+        return _execute(bench, items, proposals, run, progress, announce)
+    finally:
+        run.close()
+
+
+def _open(config: BenchmarkConfig, store: Store, record: dict[str, Any], resume: str | None, fresh: bool,
+          announce: Announce) -> Run:
+    """The run to continue (``resume``, or the newest interrupted one of this config) or a new one."""
+    if resume is not None:
+        run = store.open(resume)
+        problem = None
+        if run.record.get("config_sha256") != config.digest():
+            problem = RefbenchError(f"run {resume} was made with a different config", "resume it with the config it was started with")
+        elif changed := _changed_inputs(run.record, record):
+            problem = RefbenchError(f"the {changed} changed since run {resume} started", "start a fresh run with --new")
+        if problem:
+            run.close()
+            raise problem
+        return run
+    if not fresh:
+        for candidate in store.unfinished(config.digest()):
+            changed = _changed_inputs(candidate.record, record)
+            if not changed:
+                return candidate
+            announce(f"not resuming run {candidate.id}: its {changed} changed since it started")
+            candidate.close()
+    return store.create(config.name, record)
+
+
+def _changed_inputs(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """Which recorded inputs (data files, weights) differ between a run's record and now."""
+    def weights(rec: dict[str, Any]) -> dict[str, Any]:
+        return {m: {k: v for k, v in d.items() if k != "device"} for m, d in rec.get("methods", {}).items()}
+
+    if old.get("data") != new["data"]:
+        return "data or proposals"
+    if weights(old) != weights(new):
+        return "model weights"
+    return None
+
+
+def _execute(bench: Bench, items: list[ImageItem], proposals: Proposals, run: Run, progress: ProgressFn | None,
+             announce: Announce) -> Run:
+    config = bench.config
+    repair = run.journal.repair()
+    done = {(r["method"], r["sent_id"]) for r in run.journal.records()}
+    if done or repair:
+        announce(f"resuming run {run.id}: {len(done)} predictions kept"
+                 + (f"; {repair.describe()} taken out of the journal (kept in predictions.rejected), computed again" if repair else ""))
+    method_ids = [m.id for m in bench.methods]
+    todo = [it for it in items if any((m, r.sent_id) not in done for r in it.refs for m in method_ids)]
+    place = placement(config.runner, bench.methods)
+    if config.proposer.invalid == "drop":
+        run.record_proposals(proposals.summary("drop"))
+    session = run.start_session(kept=len(done), images=len(todo), placement=place.describe(len(todo)), repair=repair)
+
+    start = time.perf_counter()
+    counts = {"images": len(items) - len(todo), "views": 0, "written": 0}
+
+    def counted(images: int, views: int, written: int) -> None:
+        counts["images"] += images
+        counts["views"] += views
+        counts["written"] += written
+        if progress:
+            progress(counts["images"], len(items), counts["written"])
+
+    counted(0, 0, 0)
+    recorder = Recorder(run.journal, config.protocol, done, background=place.workers > 0 and not place.scoring_in_workers,
+                        counted=counted)
+    try:
+        for scored in score_stream(todo, proposals.boxes, bench.methods, config.runner.batch_size, place):
+            recorder.put(scored)
+    finally:
+        recorder.close()
+    wall = time.perf_counter() - start
+    run.complete(session, expected=len(method_ids) * sum(len(i.refs) for i in items), wall_s=round(wall, 3),
+                 written=counts["written"], views=counts["views"], images_per_s=round(len(todo) / wall, 2) if wall > 0 else None)
+    if proposals.dropped:
+        n = sum(proposals.dropped.values())
+        announce(f"dropped {n} invalid proposal box{'es' * (n > 1)} in {len(proposals.dropped)} images (proposer.invalid: drop); "
+                 f"counts per image in {run.dir / 'run.json'}")
+    return run
