@@ -69,3 +69,22 @@ def test_every_hook_is_documented():
     assert len(hooks) == 6
     for name in hooks:
         assert (getattr(hookspecs, name).__doc__ or "").strip(), f"{name} has no docstring"
+
+
+def test_a_lazily_named_component_that_fails_to_import_is_named_when_a_run_builds_it(tmp_path, synth_root):
+    site = tmp_path / "site"
+    dist = site / "refbench_lazy-0.2.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: refbench-lazy\nVersion: 0.2\n")
+    (dist / "entry_points.txt").write_text("[refbench]\nlazy = refbench_lazy_hooks\n")
+    (site / "refbench_lazy_hooks.py").write_text(
+        "from refbench import hookimpl\n\n@hookimpl\ndef refbench_scorers():\n    return {'fancy': 'refbench_lazy_missing:Fancy'}\n")
+    listing = refbench("plugins", "--strict", env_path=[site])
+    assert listing.returncode == 0, listing.stderr  # listing imports nothing of it: nothing failed yet
+    assert any(" fancy " in line and "refbench-lazy" in line for line in listing.stdout.splitlines())
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(bench_yaml(synth_root, "  - {id: x, scorer: {plugin: fancy}}"))
+    proc = refbench("run", str(cfg), "--results", str(tmp_path / "res"), env_path=[site])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert ("scorer 'fancy' of plugin 'lazy' (refbench-lazy) failed to import refbench_lazy_missing:Fancy: "
+            "ModuleNotFoundError") in proc.stderr
