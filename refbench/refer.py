@@ -120,10 +120,10 @@ def load_instances(path: Path) -> dict[str, Any]:
 
 def _box(bbox: Any, where: str) -> Box:
     try:
-        x, y, w, h = (float(v) for v in bbox)
+        x, y, w, h = bbox
+        return Box(float(x), float(y), float(w), float(h))
     except (TypeError, ValueError):
         raise RefbenchError(f"{where}: bbox {bbox!r} is not [x, y, w, h]", "the annotations file is corrupt") from None
-    return Box(x, y, w, h)
 
 
 def load_items(files: ReferFiles, splits: list[str], text_field: str = "sent") -> list[ImageItem]:
@@ -158,10 +158,12 @@ def _items(files: ReferFiles, refs: list[dict[str, Any]], coco: dict[str, Any], 
                 sent_id=int(sent["sent_id"]), ref_id=int(ref["ref_id"]), ann_id=int(ref["ann_id"]),
                 text=_text(sent, text_field, ref, files.refs), box=box, split=split, phrase_type=str(sent.get("phrase_type", "")),
             ))
-    anns_by_image: dict[int, list[Annotation]] = {}
+    anns_by_image: dict[int, list[Annotation]] = {i: [] for i in by_image}  # only the selected images' annotations
     for ann in coco["anns"].values():
-        anns_by_image.setdefault(int(ann["image_id"]), []).append(
-            Annotation(int(ann["id"]), _box(ann["bbox"], f"annotation {ann['id']}"), coco["cats"].get(int(ann.get("category_id", -1)), "")))
+        anns = anns_by_image.get(int(ann["image_id"]))
+        if anns is not None:
+            anns.append(Annotation(int(ann["id"]), _box(ann["bbox"], f"annotation {ann['id']}"),
+                                   coco["cats"].get(int(ann.get("category_id", -1)), "")))
     items = []
     for image_id in sorted(by_image):
         info = coco["images"].get(image_id)
@@ -202,8 +204,8 @@ def load_detections(path: Path) -> dict[int, list[Box]]:
     out: dict[int, list[Box]] = {}
     for i, det in enumerate(dets):
         try:
-            x, y, w, h = (float(v) for v in det["box"])
-            box = Box(x, y, w, h, float(det.get("score", 1.0)), str(det.get("category_name", "")))
+            x, y, w, h = det["box"]
+            box = Box(float(x), float(y), float(w), float(h), float(det.get("score", 1.0)), str(det.get("category_name", "")))
             out.setdefault(int(det["image_id"]), []).append(box)
         except (KeyError, TypeError, ValueError):
             raise RefbenchError(f"{path}: detection #{i} is not {{box: [x, y, w, h], image_id, score}}: {str(det)[:80]}",
