@@ -27,7 +27,7 @@ _EXPORTS: dict[str, str] = {
     # files
     "atomic_path": "files", "write_atomic": "files", "sha256": "files",
     # configs
-    "BenchmarkConfig": "config", "ComponentSpec": "config", "ProposerSpec": "config", "ProtocolConfig": "config", "Workers": "config",
+    "BenchmarkConfig": "config", "ComponentSpec": "config", "ProposerSpec": "config", "ProtocolConfig": "config", "RunnerConfig": "config", "Workers": "config",
     "load_config": "config", "load_yaml": "config", "config_digest": "config",
     # running
     "Method": "run", "build_component": "run", "evaluate": "run", "join_tensors": "run", "load_image": "run",
@@ -54,8 +54,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .boxes import Box, IoUConvention, as_array, box_problem, check_boxes, iou, iou_matrix
-    from .config import (BenchmarkConfig, ComponentSpec, ProposerSpec, ProtocolConfig, Workers, config_digest, load_config,
-                         load_yaml)
+    from .config import (BenchmarkConfig, ComponentSpec, ProposerSpec, ProtocolConfig, RunnerConfig, Workers, config_digest,
+                         load_config, load_yaml)
     from .errors import RefbenchError
     from .files import atomic_path, sha256, write_atomic
     from .hookspecs import hookimpl

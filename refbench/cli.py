@@ -27,10 +27,11 @@ def _store(args: argparse.Namespace) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .run import run_benchmark
 
     knobs = {"batch_size": args.batch_size, "workers": args.workers, "scoring": args.scoring, "limit": args.limit}
-    config = load_config(args.config, runner={k: v for k, v in knobs.items() if v is not None})
+    config = load_config(args.config, runner={k: v for k, v in knobs.items() if v is not None})  # before importing torch
+    from .run import run_benchmark
+
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
                   TextColumn("{task.fields[phrases]} predictions"), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=errors, disable=args.quiet) as bar:
@@ -91,8 +92,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from .tables import Col, hidden_note, show
 
     reg = registry()
-    cols = [Col("kind"), Col("name", style="bold"), Col("plugin", drop=1), Col("package", drop=3),
-            Col("version", drop=2), Col("summary", cut=True, min_width=24, drop=4)]
+    cols = [Col("kind"), Col("name", style="bold"), Col("plugin", drop=1), Col("package"), Col("version"),
+            Col("summary", cut=True, min_width=12, drop=2)]
     rows = [(i.kind, i.name, i.plugin, i.package, i.version, i.summary) for i in reg.components()]  # .summary: no import
     note = hidden_note(show(console, cols, rows, title="refbench components", wide=True if args.wide else None))
     if note:
@@ -100,7 +101,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for b in reg.broken:
         errors.print(f"[red]plugin {escape(repr(b.plugin))} ({escape(b.package)}, {escape(b.target)}) failed to load:[/] "
                      f"{escape(b.error)}", soft_wrap=True)
-    return 1 if reg.broken and args.strict else 0
+    missing = [(i, m) for i in reg.components() if (m := i.missing_module())]
+    for info, module in missing:
+        errors.print(f"[red]{info.kind} {escape(repr(info.name))} of plugin {escape(repr(info.plugin))} ({escape(info.package)}) "
+                     f"names module {escape(module)}, which is not installed[/]", soft_wrap=True)
+    return 1 if (reg.broken or missing) and args.strict else 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -147,7 +152,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if bench.dataset is not None and bench.proposer is not None:
         items = list(bench.dataset)[: config.runner.limit]
         try:
-            proposals = propose_all(items, bench.proposer, config.proposer.invalid)
+            proposals = propose_all(items, bench.proposer, config.proposer.invalid, config.protocol.empty_proposals)
         except RefbenchError as exc:
             problems.append(exc.within("proposer: "))
             proposals = None
@@ -159,7 +164,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if problems:
         raise RefbenchError.many(problems)
     boxes = sum(len(b) for b in proposals.boxes.values()) if proposals else 0
-    dropped = f", {sum(proposals.dropped.values())} invalid boxes to drop" if proposals and proposals.dropped else ""
+    dropped = f"; would drop {proposals.describe_drops()}" if proposals and proposals.dropped else ""
     console.print(f"{escape(args.config)}: ok ({len(items)} images, {sum(len(i.refs) for i in items)} phrases, "
                   f"{boxes} proposal boxes{dropped}; methods: {escape(', '.join(m.id for m in bench.methods))})", soft_wrap=True)
     return 0

@@ -90,6 +90,13 @@ class RunnerConfig(_Strict):
     limit: int | None = Field(None, ge=1, description="only the first N images (smoke tests)")
 
 
+# Fields that do not change any prediction: the runner's speed knobs, the description, and
+# ``proposer.invalid`` (with ``error`` a run over invalid boxes never starts, so both settings
+# predict alike on every file a run exists for).
+BENCHMARK_DIGEST_EXCLUDES: dict[str, Any] = {"runner": {"batch_size", "workers", "scoring"}, "description": True,
+                                             "proposer": {"invalid"}}
+
+
 class BenchmarkConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.+-]+$")
     description: str = ""
@@ -112,7 +119,7 @@ class BenchmarkConfig(_Strict):
 
     def digest(self) -> str:
         """Hash of what determines the results (not the runner's speed knobs)."""
-        return config_digest(self, exclude={"runner": {"batch_size", "workers", "scoring"}, "description": True})
+        return config_digest(self, exclude=BENCHMARK_DIGEST_EXCLUDES)
 
 
 Model = TypeVar("Model", bound=BaseModel)

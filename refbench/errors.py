@@ -30,5 +30,7 @@ class RefbenchError(Exception):
         return combined
 
     def within(self, prefix: str) -> RefbenchError:
-        """The same problem and fix, with ``prefix`` (e.g. where in the config) before the problem."""
+        """The same problems and fixes, with ``prefix`` (e.g. where in the config) before each problem."""
+        if len(self.problems) > 1:
+            return RefbenchError.many([p.within(prefix) for p in self.problems])
         return RefbenchError(prefix + self.problem, self.fix)

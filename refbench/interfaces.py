@@ -123,7 +123,12 @@ class Dataset(Component, ABC):
 
 
 class Proposer(Component, ABC):
-    """Offers the candidate boxes of an image."""
+    """Offers the candidate boxes of an image.
+
+    The runner calls ``propose`` in the main process for every selected image, one after
+    another, before any image is prepared, and checks every box then (``proposer.invalid``);
+    a proposer that runs a model should keep it fast or read precomputed proposals.
+    """
 
     @abstractmethod
     def propose(self, item: ImageItem) -> list[Box]:
@@ -172,6 +177,14 @@ class Scorer(Component, ABC):
         """True when the model runs on a GPU. Such a scorer is only used in the process that built
         it (CUDA does not survive a fork), never in a forked worker."""
         return False
+
+    def check_prompter(self, prompter: Prompter | None) -> list[RefbenchError]:
+        """Problems with using ``prompter`` (None: the method names none) with this scorer, found when
+        a run is built. By default a scorer that looks at views needs a prompter."""
+        if self.uses_views and prompter is None:
+            return [RefbenchError(f"scorer {type(self).__name__} looks at views and needs a prompter",
+                                  "add e.g. prompter: {plugin: green_shade}")]
+        return []
 
     def prepare(self, image: Image.Image, boxes: Sequence[Box], prompter: Prompter | None) -> Any:
         """Turn an image and boxes into this scorer's input (default: the prompter's views)."""

@@ -23,7 +23,7 @@ _LINE = json.JSONEncoder(separators=(",", ":")).encode  # one journal line (json
 
 @dataclass(frozen=True)
 class JournalRepair:
-    """What :meth:`Run.repair_journal` took out of a journal (line numbers count from 1)."""
+    """What :meth:`Journal.repair` took out of a journal (line numbers count from 1)."""
 
     torn_bytes: int = 0  # a last line cut short by a crash
     corrupt_lines: tuple[int, ...] = ()  # not a JSON prediction record
@@ -64,37 +64,47 @@ class Journal:
     _synced: float = field(repr=False, default_factory=time.monotonic)
     _unsynced: bool = field(repr=False, default=False)
 
-    def repair(self) -> JournalRepair:
+    def repair(self) -> tuple[JournalRepair, set[tuple[Any, Any]]]:
         """Make the journal hold only whole, valid, distinct prediction lines, so that it reads line by
-        line as JSON and each (method, sent_id) appears once. A torn last line (a crash mid-write)
-        is cut; corrupt or duplicate lines anywhere are taken out (the file is rewritten
-        atomically) and kept as they were in ``predictions.rejected``. What was taken out is
-        computed again by the resumed run."""
-        path = self.path
-        if not path.exists():
-            return JournalRepair()
-        with path.open("rb") as f:
-            lines = f.read().split(b"\n")
-        torn = len(lines[-1])  # bytes after the last newline: a line that never finished
+        line as JSON and each (method, sent_id) appears once; returns what was taken out and the
+        (method, sent_id) pairs the journal holds. A torn last line (a crash mid-write) is cut in
+        place; corrupt or duplicate lines anywhere are taken out (the file is rewritten
+        atomically) and kept as they were in ``predictions.rejected``. Streams: memory holds the
+        pairs, not the file."""
+        if not self.path.exists():
+            return JournalRepair(), set()
         seen: set[tuple[Any, Any]] = set()
-        corrupt, duplicate, keep = [], [], []
-        for number, line in enumerate(lines[:-1], start=1):
-            record = _parse(line)
-            if record is None:
-                corrupt.append(number)
-            elif (record["method"], record["sent_id"]) in seen:
-                duplicate.append(number)
-            else:
-                seen.add((record["method"], record["sent_id"]))
-                keep.append(line)
+        corrupt, duplicate, torn = [], [], 0
+        with self.path.open("rb") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.endswith(b"\n"):  # only the last line can lack its newline
+                    torn = len(line)
+                    break
+                record = _parse(line)
+                if record is None:
+                    corrupt.append(number)
+                elif (key := (record["method"], record["sent_id"])) in seen:
+                    duplicate.append(number)
+                else:
+                    seen.add(key)
         repair = JournalRepair(torn, tuple(corrupt), tuple(duplicate))
         if corrupt or duplicate:
-            with (self.path.parent / REJECTED).open("ab") as f:
-                f.writelines(lines[n - 1] + b"\n" for n in [*corrupt, *duplicate])
-        if repair:
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(b"".join(line + b"\n" for line in keep))
-        return repair
+            self._rewrite(set(corrupt) | set(duplicate))
+        elif torn:
+            with self.path.open("rb+") as f:
+                f.truncate(f.seek(0, os.SEEK_END) - torn)
+                os.fsync(f.fileno())
+        return repair, seen
+
+    def _rewrite(self, drop: set[int]) -> None:
+        """The journal without the lines numbered in ``drop`` (and without a torn last line), atomically;
+        the dropped lines are appended to ``predictions.rejected`` first."""
+        with self.path.open("rb") as src, (self.path.parent / REJECTED).open("ab") as rejected, atomic_path(self.path) as tmp:
+            with tmp.open("wb") as out:
+                for number, line in enumerate(src, start=1):
+                    if not line.endswith(b"\n"):
+                        break
+                    (rejected if number in drop else out).write(line)
 
     def records(self) -> Iterator[dict[str, Any]]:
         """The journal's prediction records, in file order."""

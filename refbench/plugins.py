@@ -68,6 +68,16 @@ class ComponentInfo:
             self._cls = target
         return self._cls
 
+    def missing_module(self) -> str | None:
+        """The module a ``"module:Class"`` target names, when it cannot be found (found without running it)."""
+        if not isinstance(self.target, str):
+            return None
+        module = self.target.partition(":")[0]
+        try:
+            return None if importlib.util.find_spec(module) is not None else module
+        except (ImportError, ValueError):
+            return module
+
     @property
     def summary(self) -> str:
         """First line of the class docstring, without importing the class when it is named lazily."""

@@ -143,9 +143,15 @@ def load_items(files: ReferFiles, splits: list[str], text_field: str = "sent") -
 def _items(files: ReferFiles, refs: list[dict[str, Any]], coco: dict[str, Any], splits: list[str],
            text_field: str) -> list[ImageItem]:
     chosen: dict[int, tuple[str, dict[str, Any]]] = {}
+    problems = []
     for split in splits:
-        for ref in select_split(refs, split, files.refs):
-            chosen.setdefault(int(ref["ref_id"]), (split, ref))
+        try:
+            for ref in select_split(refs, split, files.refs):
+                chosen.setdefault(int(ref["ref_id"]), (split, ref))
+        except RefbenchError as exc:
+            problems.append(exc)
+    if problems:
+        raise RefbenchError.many(problems)
     by_image: dict[int, list[Ref]] = {}
     for split, ref in chosen.values():
         ann = coco["anns"].get(int(ref["ann_id"]))

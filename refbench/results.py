@@ -87,7 +87,7 @@ class Run:
     def complete(self, session: dict[str, Any], expected: int, **session_facts: Any) -> dict[str, Any]:
         """Close ``session`` with its facts, check the journal holds ``expected`` predictions, and mark
         the run complete with its metrics. Returns the metrics."""
-        from .protocol import summarize
+        from .protocol import summarize  # here, so that reading results (the leaderboard) does not import numpy
 
         self.journal.sync()  # every prediction on disk before the run is marked complete
         session.update({"finished": now(), **session_facts})

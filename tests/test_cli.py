@@ -113,9 +113,9 @@ def test_degenerate_and_empty_proposals(data_copy, tmp_path, capsys, write_confi
     assert main(["validate", str(cfg)]) == 2 and "3 invalid proposal boxes" in error_line(capsys)
     # drop: the run goes on without them, counts them per image in run.json, and says so once
     dropping = write_config(bench_yaml(data_copy, RANDOM, proposer=f"{{plugin: detections, path: {dets_path}, invalid: drop}}"), "d.yaml")
-    assert main(["validate", str(dropping)]) == 0 and "3 invalid boxes to drop" in capsys.readouterr().out
+    assert main(["validate", str(dropping)]) == 0 and "would drop 3 invalid proposal boxes in 1 image;" in capsys.readouterr().out
     assert run([dropping], tmp_path) == 0
-    assert capsys.readouterr().err.count("dropped 3 invalid proposal boxes in 1 images") == 1
+    assert capsys.readouterr().err.count("dropped 3 invalid proposal boxes in 1 image ") == 1
     (run_dir,) = (tmp_path / "results").iterdir()
     record = json.loads((run_dir / "run.json").read_text())
     assert record["proposals"]["dropped"] == 3 and record["proposals"]["dropped_per_image"] == {str(image): 3}
@@ -128,7 +128,7 @@ def test_degenerate_and_empty_proposals(data_copy, tmp_path, capsys, write_confi
     for where in (["--scoring", "main"], ["--scoring", "workers"]):
         assert run([cfg, "--new", "--workers", "1", *where], tmp_path) == 2
         line = error_line(capsys)
-        assert f"image {image} " in line and "no candidate boxes" in line and "empty_proposals: miss" in line
+        assert f"1 image without candidate boxes: image {image} " in line and "empty_proposals: miss" in line
     cfg = write_config(bench_yaml(data_copy, RANDOM, extra="protocol: {empty_proposals: miss}"), "miss.yaml")
     assert run([cfg], tmp_path) == 0
 
@@ -257,13 +257,18 @@ def test_a_sentence_without_text_names_its_ids(data_copy, tmp_path, capsys, writ
 def test_validate_reports_every_problem_at_once(synth_root, tmp_path, capsys, write_config):
     methods = ("  - {id: a, prompter: {plugin: green_shade}, scorer: {plugin: clip, precision: bf16, device: cpu, "
                "checkpoint: nowhere.safetensors}}\n  - {id: b, scorer: {plugin: random}}")
-    cfg = write_config(bench_yaml(synth_root, methods, splits="[testA, testZ]"))
+    cfg = write_config(bench_yaml(synth_root, methods + "\n  - {id: c, scorer: {plugin: largst}}", splits="[testA, testZ, testC]"))
     assert main(["validate", str(cfg)]) == 2
     lines = error_lines(capsys)
-    assert len(lines) == 3, lines
-    assert any("unknown split 'testZ'" in x for x in lines)
+    assert len(lines) == 5, lines
+    assert any("unknown scorer 'largst'" in x and "did you mean 'largest'" in x for x in lines)
+    assert any("unknown split 'testZ'" in x for x in lines) and any("no ref in split 'testC'" in x for x in lines)
     assert any("methods[0] (a).scorer: precision bf16 needs a GPU" in x for x in lines)
     assert any("methods[0] (a).scorer: checkpoint not found: nowhere.safetensors" in x for x in lines)
+    cfg = write_config(bench_yaml(synth_root, "  - {id: a, prompter: {plugin: crop}, scorer: {plugin: clip, arch: synth-rn, "
+                                              "views: resized}}"), "resized.yaml")
+    assert main(["validate", str(cfg)]) == 2  # found when the method is built, before any run folder exists
+    assert "methods[0] (a): views: resized, but prompter CropPrompter draws only on the full image" in error_line(capsys)
     cfg = write_config(bench_yaml(synth_root, "  - {id: b, scorer: {plugin: random}}"), "ok.yaml")
     assert main(["validate", str(cfg)]) == 0
     assert "ok (24 images" in capsys.readouterr().out

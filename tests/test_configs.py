@@ -4,9 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from refbench.config import load_config
 from refbench.cli import main
+from refbench.config import load_config
 from refbench.plugins import registry
+
+from conftest import REPO
 
 from clip_shaded.train import load_train_config
 
@@ -46,3 +48,18 @@ def test_real_data_config_names_the_missing_files(tmp_path, monkeypatch, capsys)
     assert main(["validate", str(BENCHMARKS / "refcoco_testA.yaml")]) == 2
     err = capsys.readouterr().err
     assert "refcoco data not found: data/refer/refcoco/refs(unc).p is missing" in err and "README" in err
+
+
+def test_config_hashes_match_the_committed_runs():
+    """A config's hash decides which interrupted run is resumed: it must not change when refbench
+    does, for configs whose meaning did not."""
+    import json
+
+    checked = 0
+    for record_path in sorted((REPO / "results").glob("*/run.json")):
+        record = json.loads(record_path.read_text())
+        path = REPO / record["config_path"]
+        if path.is_file():
+            assert load_config(path).digest() == record["config_sha256"], path
+            checked += 1
+    assert checked >= 4

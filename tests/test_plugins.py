@@ -79,9 +79,12 @@ def test_a_lazily_named_component_that_fails_to_import_is_named_when_a_run_build
     (dist / "entry_points.txt").write_text("[refbench]\nlazy = refbench_lazy_hooks\n")
     (site / "refbench_lazy_hooks.py").write_text(
         "from refbench import hookimpl\n\n@hookimpl\ndef refbench_scorers():\n    return {'fancy': 'refbench_lazy_missing:Fancy'}\n")
-    listing = refbench("plugins", "--strict", env_path=[site])
-    assert listing.returncode == 0, listing.stderr  # listing imports nothing of it: nothing failed yet
+    listing = refbench("plugins", env_path=[site])
+    assert listing.returncode == 0, listing.stderr
     assert any(" fancy " in line and "refbench-lazy" in line for line in listing.stdout.splitlines())
+    # found missing without importing anything of it; --strict fails on it
+    assert "scorer 'fancy' of plugin 'lazy' (refbench-lazy) names module refbench_lazy_missing, which is not installed" in listing.stderr
+    assert refbench("plugins", "--strict", env_path=[site]).returncode == 1
     cfg = tmp_path / "b.yaml"
     cfg.write_text(bench_yaml(synth_root, "  - {id: x, scorer: {plugin: fancy}}"))
     proc = refbench("run", str(cfg), "--results", str(tmp_path / "res"), env_path=[site])

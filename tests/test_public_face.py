@@ -26,6 +26,11 @@ def private_imports(source: str) -> list[str]:
                 found.append(node.module)
             elif node.module == "refbench":
                 found += [f"refbench.{a.name}" for a in node.names if a.name not in refbench.__all__]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "refbench":
+            if node.attr not in refbench.__all__ and node.attr != "__version__":
+                found.append(f"refbench.{node.attr}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("refbench."):
+            found.append(node.value)  # importlib.import_module("refbench.x") and the like
     return found
 
 
@@ -45,6 +50,8 @@ def test_plugins_and_examples_use_only_the_public_face():
     "import refbench.results",
     "from refbench import Box, _private_helper",
     "def f():\n    from refbench.config import worker_count\n",
+    "import refbench\nstore = refbench.results.Store('r')",
+    "import importlib\nimportlib.import_module('refbench.runner')",
 ])
 def test_the_check_catches_a_private_import(line):
     assert private_imports("from refbench import Box\n" + line + "\n")

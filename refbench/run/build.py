@@ -58,12 +58,13 @@ def build(config: BenchmarkConfig, reg: Registry | None = None) -> Bench:
 
 
 def build_parts(config: BenchmarkConfig, reg: Registry | None = None) -> tuple[Bench, list[RefbenchError]]:
-    """Instantiate what can be built, and list every problem: unknown names and bad options
-    first (raised together, before anything is loaded), then each component's own checks
-    and construction. Components that failed are None in the returned :class:`Bench`."""
+    """Instantiate what can be built and list every problem, cheapest first, so a typo never
+    waits for a model to load: unknown names (looked up without importing anything); bad options and each
+    component's own checks (classes imported, nothing loaded), and the data set and proposer
+    (read, so a bad split is named too); then the methods, only if nothing failed before.
+    Components not built are None."""
     reg = reg or registry()
     problems: list[RefbenchError] = []
-    components: list[dict[str, Any]] = []
 
     def attempt(fn: Callable[[], T]) -> T | None:
         try:
@@ -77,35 +78,41 @@ def build_parts(config: BenchmarkConfig, reg: Registry | None = None) -> tuple[B
         for kind, spec, part in (("scorer", m.scorer, "scorer"), ("prompter", m.prompter, "prompter"), ("combinator", m.combine, "combine")):
             if spec is not None:
                 specs.append((kind, spec, f"methods[{i}] ({m.id}).{part}"))
-    resolved = {where: attempt(lambda: reg.options(kind, spec.as_dict(), where)) for kind, spec, where in specs}
-    if problems:
-        raise RefbenchError.many(problems)
+    infos = {where: attempt(lambda: reg.info(kind, spec.plugin)) for kind, spec, where in specs}
+    components = [{"where": where, "kind": i.kind, "name": i.name, "plugin": i.plugin, "package": i.package, "version": i.version}
+                  for where, i in infos.items() if i is not None]
+    bench = Bench(config, None, None, [], components)  # type: ignore[arg-type]
+    resolved = {where: attempt(lambda: reg.options(kind, spec.as_dict(), where)) if infos[where] else None
+                for kind, spec, where in specs}
+    checked: set[str] = set()  # resolved and free of problems
+    for where, found in resolved.items():
+        if found is not None:
+            cls, options = found
+            found_problems = cls.check(options)
+            problems.extend(p.within(f"{where}: ") for p in found_problems)
+            if not found_problems:
+                checked.add(where)
 
-    built: dict[str, Any] = {}
-    for kind, spec, where in specs:
+    def make(where: str) -> Any:
         cls, options = resolved[where]  # type: ignore[misc]
-        info = reg.info(kind, spec.plugin)
-        components.append({"where": where, "kind": kind, "name": info.name, "plugin": info.plugin,
-                           "package": info.package, "version": info.version})
-        checked = cls.check(options)
-        if checked:
-            problems.extend(p.within(f"{where}: ") for p in checked)
-        else:
-            built[where] = attempt(lambda: cls(options))
-    methods: list[Method] = []
+        return attempt(lambda: cls(options)) if where in checked else None
+
+    bench.dataset, bench.proposer = make("dataset"), make("proposer")  # data problems are reported with the rest
+    if problems:
+        return bench, problems
+    built = {where: make(where) for _, _, where in specs[2:]}
     for i, m in enumerate(config.methods):
         where = f"methods[{i}] ({m.id})"
         if m.combine is not None:
-            comb = built.get(where + ".combine")
-            missing = [x for x in comb.members if x not in {y.id for y in methods}] if comb else []
+            comb = built[where + ".combine"]
+            missing = [x for x in comb.members if x not in {y.id for y in bench.methods}] if comb else []
             if missing:
                 problems.append(RefbenchError(f"{where}: combines {', '.join(missing)}, not defined above it",
                                               "list member methods before the method that combines them"))
-            methods.append(Method(m.id, combinator=comb))
+            bench.methods.append(Method(m.id, combinator=comb))
             continue
-        scorer, prompter = built.get(where + ".scorer"), built.get(where + ".prompter")
-        if scorer is not None and scorer.uses_views and m.prompter is None:
-            problems.append(RefbenchError(f"{where}: scorer {m.scorer.plugin!r} looks at views and needs a prompter",  # type: ignore[union-attr]
-                                          "add e.g. prompter: {plugin: green_shade}"))
-        methods.append(Method(m.id, scorer=scorer, prompter=prompter))
-    return Bench(config, built.get("dataset"), built.get("proposer"), methods, components), problems  # type: ignore[arg-type]
+        scorer, prompter = built[where + ".scorer"], built.get(where + ".prompter")
+        if scorer is not None and (prompter is not None or m.prompter is None):
+            problems.extend(p.within(f"{where}: ") for p in scorer.check_prompter(prompter))
+        bench.methods.append(Method(m.id, scorer=scorer, prompter=prompter))
+    return bench, problems

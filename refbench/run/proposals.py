@@ -23,6 +23,10 @@ class Proposals:
     boxes: dict[int, list[Box]]
     dropped: dict[int, int] = field(default_factory=dict)
 
+    def describe_drops(self) -> str:
+        n = sum(self.dropped.values())
+        return f"{n} invalid proposal box{'es' * (n != 1)} in {_count(len(self.dropped), 'image')}"
+
     def summary(self, invalid: str) -> dict[str, Any]:
         """What run.json records about invalid boxes."""
         return {"invalid": invalid, "out_of_image_tolerance_px": OUT_OF_IMAGE_TOLERANCE,
@@ -30,10 +34,12 @@ class Proposals:
                 "dropped_per_image": {str(k): v for k, v in sorted(self.dropped.items())}}
 
 
-def propose_all(items: Sequence[ImageItem], proposer: Proposer, invalid: Literal["error", "drop"]) -> Proposals:
+def propose_all(items: Sequence[ImageItem], proposer: Proposer, invalid: Literal["error", "drop"] = "error",
+                empty: Literal["error", "miss"] = "miss") -> Proposals:
     """Every item's proposals; invalid ones (non-finite, degenerate, out of the image by more than
     :data:`OUT_OF_IMAGE_TOLERANCE` pixels) raise one error naming the first few and the count
-    (``invalid: error``), or are dropped and counted (``drop``)."""
+    (``invalid: error``), or are dropped and counted (``drop``). With ``empty: error``
+    (``protocol.empty_proposals``), an image left without any box is an error too."""
     out = Proposals({})
     bad: list[str] = []
     for item in items:
@@ -49,7 +55,16 @@ def propose_all(items: Sequence[ImageItem], proposer: Proposer, invalid: Literal
         out.boxes[item.image_id] = keep
     if out.dropped and invalid == "error":
         n = sum(out.dropped.values())
-        raise RefbenchError(f"{n} invalid proposal box{'es' * (n > 1)} in {len(out.dropped)} image{'s' * (len(out.dropped) > 1)}"
+        raise RefbenchError(f"{n} invalid proposal box{'es' * (n > 1)} in {_count(len(out.dropped), 'image')}"
                             f" ({'; '.join(bad)}{'; ...' if n > SHOWN else ''})",
                             "fix the proposals file, or set proposer.invalid: drop to drop and count them")
+    bare = [item for item in items if not out.boxes[item.image_id]]
+    if bare and empty == "error":
+        shown = ", ".join(f"image {it.image_id} ({it.path.name})" for it in bare[:SHOWN]) + (", ..." if len(bare) > SHOWN else "")
+        raise RefbenchError(f"{_count(len(bare), 'image')} without candidate boxes: {shown}",
+                            "fix the proposals, or set protocol.empty_proposals: miss to count their phrases as misses")
     return out
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
 
-from ..config import BenchmarkConfig
+from ..config import BenchmarkConfig, ProtocolConfig, RunnerConfig
 from ..errors import RefbenchError
 from ..interfaces import ImageItem, Proposer
 from ..protocol import conventions, summarize
@@ -24,13 +24,16 @@ ProgressFn = Callable[[int, int, int], None]  # images done, images total, phras
 Announce = Callable[[str], None]
 
 
-def evaluate(items: list[ImageItem], proposer: Proposer, methods: list[Method], config: BenchmarkConfig) -> dict[str, Any]:
-    """Metrics of ``methods`` on ``items`` under ``config``'s protocol and runner settings, without a
-    results folder (a training loop's validation). Invalid proposals follow ``config.proposer.invalid``."""
-    proposals = propose_all(items, proposer, config.proposer.invalid)
-    place = placement(config.runner, methods)
-    return summarize(r for scored in score_stream(items, proposals.boxes, methods, config.runner.batch_size, place)
-                     for r in judge_images(scored, config.protocol, set()))
+def evaluate(items: list[ImageItem], proposer: Proposer, methods: list[Method], protocol: ProtocolConfig | None = None,
+             runner: RunnerConfig | None = None, invalid: Literal["error", "drop"] = "error") -> dict[str, Any]:
+    """Metrics of ``methods`` on ``items`` under ``protocol`` (default: the benchmark default), with
+    ``runner``'s batching and placement, without a results folder: what a training loop's
+    validation calls. ``invalid`` is ``proposer.invalid``."""
+    protocol, runner = protocol or ProtocolConfig(), runner or RunnerConfig()
+    proposals = propose_all(items, proposer, invalid, protocol.empty_proposals)
+    place = placement(runner, methods)
+    return summarize(r for scored in score_stream(items, proposals.boxes, methods, runner.batch_size, place)
+                     for r in judge_images(scored, protocol, set()))
 
 
 def run_benchmark(config: BenchmarkConfig, store: Store, config_path: Path | None = None, resume: str | None = None,
@@ -44,7 +47,7 @@ def run_benchmark(config: BenchmarkConfig, store: Store, config_path: Path | Non
     np.random.seed(config.seed % 2**32)
     bench = build(config)
     items = list(bench.dataset)[: config.runner.limit]
-    proposals = propose_all(items, bench.proposer, config.proposer.invalid)  # before any run folder is touched
+    proposals = propose_all(items, bench.proposer, config.proposer.invalid, config.protocol.empty_proposals)  # before any run folder
     record = new_record(benchmark=config.name, dataset_key=bench.dataset.key(), config=config.model_dump(mode="json"),
                         config_sha256=config.digest(), config_path=config_path, seed=config.seed,
                         protocol=conventions(config.protocol), components=bench.components,
@@ -96,11 +99,11 @@ def _changed_inputs(old: dict[str, Any], new: dict[str, Any]) -> str | None:
 def _execute(bench: Bench, items: list[ImageItem], proposals: Proposals, run: Run, progress: ProgressFn | None,
              announce: Announce) -> Run:
     config = bench.config
-    repair = run.journal.repair()
-    done = {(r["method"], r["sent_id"]) for r in run.journal.records()}
+    repair, done = run.journal.repair()
     if done or repair:
+        rejected = " (kept in predictions.rejected)" if repair.corrupt_lines or repair.duplicate_lines else ""
         announce(f"resuming run {run.id}: {len(done)} predictions kept"
-                 + (f"; {repair.describe()} taken out of the journal (kept in predictions.rejected), computed again" if repair else ""))
+                 + (f"; {repair.describe()} taken out of the journal{rejected}" if repair else ""))
     method_ids = [m.id for m in bench.methods]
     todo = [it for it in items if any((m, r.sent_id) not in done for r in it.refs for m in method_ids)]
     place = placement(config.runner, bench.methods)
@@ -130,7 +133,5 @@ def _execute(bench: Bench, items: list[ImageItem], proposals: Proposals, run: Ru
     run.complete(session, expected=len(method_ids) * sum(len(i.refs) for i in items), wall_s=round(wall, 3),
                  written=counts["written"], views=counts["views"], images_per_s=round(len(todo) / wall, 2) if wall > 0 else None)
     if proposals.dropped:
-        n = sum(proposals.dropped.values())
-        announce(f"dropped {n} invalid proposal box{'es' * (n > 1)} in {len(proposals.dropped)} images (proposer.invalid: drop); "
-                 f"counts per image in {run.dir / 'run.json'}")
+        announce(f"dropped {proposals.describe_drops()} (proposer.invalid: drop); counts per image in {run.dir / 'run.json'}")
     return run

@@ -152,6 +152,9 @@ def _device(name: str) -> torch.device:
         raise RefbenchError(f"unknown device {name!r}", "use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RefbenchError(f"device {name!r} asked for, but torch sees no GPU here", "use device: cpu (or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RefbenchError(f"device {name!r} asked for, but torch sees {torch.cuda.device_count()} GPU(s) here",
+                            f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if device.type not in ("cpu", "cuda"):
         raise RefbenchError(f"device {name!r} is not supported", "use auto, cpu, cuda or cuda:N")
     return device
@@ -181,9 +184,9 @@ class ClipScorer(EmbeddingScorer):
         assert isinstance(o, ClipScorer.Options)
         problems = []
         if o.pretrained and o.checkpoint:
-            problems.append(RefbenchError("scorer 'clip' got both pretrained and checkpoint", "give one of them"))
+            problems.append(RefbenchError("both pretrained and checkpoint are given", "give one of them"))
         if "{}" not in o.template:
-            problems.append(RefbenchError(f"scorer 'clip': template {o.template!r} has no '{{}}'", "write e.g. template: 'a photo of {}'"))
+            problems.append(RefbenchError(f"template {o.template!r} has no '{{}}'", "write e.g. template: 'a photo of {}'"))
         device = None
         try:
             device = _device(o.device)
@@ -191,6 +194,8 @@ class ClipScorer(EmbeddingScorer):
             problems.append(exc)
         if o.precision != "fp32" and device is not None and device.type != "cuda":
             problems.append(RefbenchError(f"precision {o.precision} needs a GPU", "use precision: fp32 on the CPU"))
+        elif o.precision == "bf16" and device is not None and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            problems.append(RefbenchError(f"{torch.cuda.get_device_name(device)} does not support bf16", "use precision: fp16 or fp32"))
         if o.checkpoint is not None and not o.checkpoint.is_file():
             problems.append(RefbenchError(f"checkpoint not found: {o.checkpoint}", CHECKPOINT_FIX))
         return problems
@@ -224,6 +229,12 @@ class ClipScorer(EmbeddingScorer):
             with torch.inference_mode(), self.autocast():
                 self.model.encode_image(torch.zeros(2, 3, self.size, self.size, device=self.device))
                 self.model.encode_text(self.tokenize(["warm up"]).to(self.device))
+
+    def check_prompter(self, prompter: Prompter | None) -> list[RefbenchError]:
+        if prompter is not None and self.options.views == "resized" and not prompter.renders_resized:
+            return [RefbenchError(f"views: resized, but prompter {type(prompter).__name__} draws only on the full image",
+                                  "use the scorer's views: exact")]
+        return super().check_prompter(prompter)
 
     # ------------------------------------------------------------ preparation (workers)
 

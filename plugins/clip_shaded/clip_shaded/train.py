@@ -26,9 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from refbench import (BenchmarkConfig, ComponentSpec, ImageItem, Method, ProposerSpec, ProtocolConfig, RefbenchError, Workers, atomic_path,
-                      build_component, config_digest, evaluate, load_image, load_yaml, package_versions, worker_count,
-                      write_atomic)
+from refbench import (ComponentSpec, ImageItem, Method, ProposerSpec, ProtocolConfig, RefbenchError, RunnerConfig, Workers,
+                      atomic_path, build_component, config_digest, evaluate, load_image, load_yaml, package_versions,
+                      worker_count, write_atomic)
 
 from .scorer import ClipScorer, load_checkpoint, save_checkpoint
 
@@ -77,7 +77,8 @@ class TrainConfig(_Strict):
 
     def digest(self) -> str:
         """Hash of what determines the weights (not workers, threads or validation batch size)."""
-        return config_digest(self, exclude={"recipe": {"workers", "threads"}, "validation": {"batch_size"}})
+        return config_digest(self, exclude={"recipe": {"workers", "threads"},
+                                            "validation": {"batch_size": True, "proposer": {"invalid"}}})
 
 
 def load_train_config(path: Path) -> TrainConfig:
@@ -225,10 +226,8 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
     records = records_of(items)
     if not records:
         raise RefbenchError("no trainable phrase (each needs an image with 2+ annotated boxes)", "check data.splits")
-    val_bench = BenchmarkConfig(name=f"{config.name}-val", dataset=config.validation.dataset, proposer=config.validation.proposer,
-                                protocol=config.validation.protocol, methods=[{"id": config.name, "scorer": {"plugin": "clip"}}],
-                                runner={"batch_size": config.validation.batch_size, "workers": recipe.workers,
-                                        "scoring": "main"})  # the live model stays in this process
+    val_runner = RunnerConfig(batch_size=config.validation.batch_size, workers=recipe.workers,
+                              scoring="main")  # the live model stays in this process
     val_items = list(build_component("dataset", config.validation.dataset.as_dict(), "validation.dataset"))
     val_proposer = build_component("proposer", config.validation.proposer.as_dict(), "validation.proposer")
     method = Method(config.name, scorer=scorer, prompter=prompter)
@@ -310,7 +309,8 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
             model.eval()
             scorer.weights_changed()
             t1 = time.perf_counter()
-            val = evaluate(val_items, val_proposer, [method], val_bench)[config.name]
+            val = evaluate(val_items, val_proposer, [method], config.validation.protocol, val_runner,
+                           config.validation.proposer.invalid)[config.name]
             entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "phrases": seen, "views": views,
                      "phrases_per_s": round(seen / train_s, 1), "views_per_s": round(views / train_s, 1),
                      "train_s": round(train_s, 1), "val_s": round(time.perf_counter() - t1, 1),
