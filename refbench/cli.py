@@ -78,10 +78,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import collect, render
 
     rows = collect(_store(args), args.benchmark, reported=not args.no_reported,
-                   warn=lambda s: errors.print(f"[yellow]warning:[/] {escape(s)}", soft_wrap=True), latest=args.latest)
-    text = render(rows, args.format, console, wide=True if args.wide else None)
+                   warn=lambda s: errors.print(f"[yellow]warning:[/] {escape(s)}", soft_wrap=True), latest=args.latest,
+                   metric=args.metric)
+    text = render(rows, args.format, console, wide=True if args.wide else None, ci=args.ci)
     if text is not None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_specs, render
+
+    first, second, result = compare_specs(_store(args), args.a, args.b, args.resamples, args.seed)
+    sys.stdout.write(render(first, second, result, args.format) + "\n")
     return 0
 
 
@@ -106,6 +115,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         errors.print(f"[red]{info.kind} {escape(repr(info.name))} of plugin {escape(repr(info.plugin))} ({escape(info.package)}) "
                      f"names module {escape(module)}, which is not installed[/]", soft_wrap=True)
     return 1 if (reg.broken or missing) and args.strict else 0
+
+
+SYNTH_LAYOUTS = ("lmms-lab", "jxu124", "mdetr")  # refbench.synth.layouts.LAYOUTS, named here to keep --help light
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -138,6 +150,16 @@ def cmd_synth(args: argparse.Namespace) -> int:
     console.print(table)
     for variant, types in summary.phrase_types.items():
         console.print(f"{variant}: " + ", ".join(f"{t} {n}" for t, n in types.items()))
+    if args.layouts is not None:
+        try:
+            from .synth.layouts import write_layouts
+
+            files = write_layouts(summary.root, args.layouts or SYNTH_LAYOUTS)
+        except ImportError as exc:
+            raise RefbenchError(f"cannot write the download layouts: {exc}", "pip install pyarrow") from None
+        for layout in args.layouts or SYNTH_LAYOUTS:
+            mine = [f for f in files if layout in f.parts]
+            console.print(f"{layout}: {len(mine)} files in {escape(str(summary.root / layout))}", highlight=False)
     return 0
 
 
@@ -198,7 +220,21 @@ def parser() -> argparse.ArgumentParser:
     lb.add_argument("--latest", action="store_true", help="only the newest run of each benchmark and method")
     lb.add_argument("--no-reported", action="store_true", help="leave out published reference rows")
     lb.add_argument("--wide", action="store_true", help="every column in full, even if wider than the terminal")
+    lb.add_argument("--metric", default="accuracy", metavar="NAME",
+                    help="the number shown: accuracy (default), acc@0.5, acc@0.75, acc@0.9, macc, centre, miou")
+    lb.add_argument("--ci", choices=["pm", "range", "none"], default="pm",
+                    help="95%% intervals as value ± half-width (pm, default), [low, high] (range), or none")
     lb.set_defaults(handler=cmd_leaderboard)
+
+    c = sub.add_parser("compare", help="two methods on the phrases both evaluated: accuracies, the difference with a "
+                                       "paired bootstrap interval, McNemar's exact test")
+    c.add_argument("a", metavar="A", help="RUN:METHOD (RUN: a run id or part of one, e.g. its hash)")
+    c.add_argument("b", metavar="B", help="RUN:METHOD, or METHOD of A's run")
+    c.add_argument("--results", default=results_default)
+    c.add_argument("--format", choices=["text", "json"], default="text")
+    c.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    c.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    c.set_defaults(handler=cmd_compare)
 
     pl = sub.add_parser("plugins", help="list installed components")
     pl.add_argument("--strict", action="store_true", help="exit 1 if a plugin failed to load")
@@ -212,6 +248,8 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument(f"--{split}", type=int, metavar="N", help=f"images in {split}")
     s.add_argument("--canvas", type=int, help="image side in pixels")
     s.add_argument("--objects", type=int, nargs=2, metavar=("MIN", "MAX"), help="objects per scene")
+    s.add_argument("--layouts", nargs="*", choices=SYNTH_LAYOUTS, metavar="LAYOUT",
+                   help=f"also write these download layouts of the same data ({', '.join(SYNTH_LAYOUTS)}; none named: all)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(handler=cmd_synth)
 

@@ -90,11 +90,22 @@ class RunnerConfig(_Strict):
     limit: int | None = Field(None, ge=1, description="only the first N images (smoke tests)")
 
 
-# Fields that do not change any prediction: the runner's speed knobs, the description, and
+class UncertaintyConfig(_Strict):
+    """How a run's accuracies get their 95% intervals (recorded in run.json)."""
+
+    interval: Literal["bootstrap", "wilson"] = Field(
+        "bootstrap", description="bootstrap: percentile interval of a bootstrap that resamples whole images (phrases of one "
+                                 "image are correlated); wilson: Wilson's score interval, treating phrases as independent")
+    resamples: int = Field(2000, ge=100, description="bootstrap resamples")
+    seed: int = Field(0, ge=0, description="bootstrap seed")
+
+
+# Fields that do not change any prediction: the runner's speed knobs, the description, how
+# intervals are computed (run.json records it), and
 # ``proposer.invalid`` (with ``error`` a run over invalid boxes never starts, so both settings
 # predict alike on every file a run exists for).
 BENCHMARK_DIGEST_EXCLUDES: dict[str, Any] = {"runner": {"batch_size", "workers", "scoring"}, "description": True,
-                                             "proposer": {"invalid"}}
+                                             "proposer": {"invalid"}, "uncertainty": True}
 
 
 class BenchmarkConfig(_Strict):
@@ -105,6 +116,7 @@ class BenchmarkConfig(_Strict):
     proposer: ProposerSpec
     protocol: ProtocolConfig = ProtocolConfig()
     runner: RunnerConfig = RunnerConfig()
+    uncertainty: UncertaintyConfig = UncertaintyConfig()
     methods: list[MethodConfig] = Field(min_length=1)
 
     @field_validator("methods")

@@ -8,8 +8,7 @@ candidates that would be: the expected accuracy of a uniformly random pick.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -26,11 +25,19 @@ def conventions(protocol: ProtocolConfig) -> dict[str, Any]:
         **protocol.model_dump(),
         "choice": "argmax of logits over candidates, first on ties",
         "unit": "one phrase (RefCOCO sentence, keyed by sent_id)",
+        "centre_in_box": "the chosen box's centre lies in the truth box (edges included)",
     }
 
 
-def hits(ious: np.ndarray, protocol: ProtocolConfig) -> np.ndarray:
-    return ious > protocol.iou if protocol.comparison == ">" else ious >= protocol.iou
+# IoU thresholds 0.50, 0.55, ..., 0.95 (Ref-L4's mAcc). A record's ``passes`` counts those its
+# chosen box clears under the run's comparison: ACC@0.75 is ``passes >= 6``.
+THRESHOLDS = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))
+
+
+def hits(ious: np.ndarray, protocol: ProtocolConfig, threshold: float | Sequence[float] | None = None) -> np.ndarray:
+    """Whether each IoU counts as a hit at ``threshold`` (default: the protocol's) under its comparison."""
+    t = protocol.iou if threshold is None else np.asarray(threshold)
+    return ious > t if protocol.comparison == ">" else ious >= t
 
 
 def judge(item: ImageItem, refs: Sequence[Ref], boxes: np.ndarray, logits: np.ndarray | None,
@@ -57,7 +64,7 @@ def judge_many(cases: Sequence[Case], protocol: ProtocolConfig, method: str) -> 
             if protocol.empty_proposals == "error":
                 raise RefbenchError(f"image {item.image_id} ({item.path.name}) has no candidate boxes",
                                     "fix the proposals, or set protocol.empty_proposals: miss to count its phrases as misses")
-            out[k] = [_record(item, r, method, None, [], 0.0, 0.0, False, False, 0.0, 0) for r in refs]
+            out[k] = [_record(item, r, method, None, [], 0.0, 0.0, False, False, 0.0, 0, 0, False) for r in refs]
             continue
         logits = np.asarray(logits, dtype=np.float64)
         if logits.shape != (n_refs, n_boxes):
@@ -92,69 +99,29 @@ def judge_many(cases: Sequence[Case], protocol: ProtocolConfig, method: str) -> 
     chosen = scores.argmax(axis=1)  # padding is -inf: never chosen
     rows = np.arange(len(scores))
     # one conversion to Python values per column (not per phrase): judging runs on every phrase
-    columns = zip(chosen.tolist(), candidates[rows, chosen].tolist(), scores[rows, chosen].tolist(), ious[rows, chosen].tolist(),
-                  good[rows, chosen].tolist(), good.any(axis=1).tolist(), (good.sum(axis=1) / per_row).tolist())
+    picked, picked_iou = candidates[rows, chosen], ious[rows, chosen]
+    passes = hits(picked_iou[:, None], protocol, THRESHOLDS).sum(axis=1)  # thresholds are ascending: a count says which
+    centre = picked[:, :2] + picked[:, 2:] / 2
+    centre_in = ((centre >= truth[:, :2]) & (centre <= truth[:, :2] + truth[:, 2:])).all(axis=1)
+    columns = zip(chosen.tolist(), picked.tolist(), scores[rows, chosen].tolist(), picked_iou.tolist(),
+                  good[rows, chosen].tolist(), good.any(axis=1).tolist(), (good.sum(axis=1) / per_row).tolist(),
+                  passes.tolist(), centre_in.tolist())
     for k in live:  # zip stops at the end of refs without taking from columns: each image takes its rows
         item, refs, boxes, _ = cases[k]
-        out[k] = [_record(item, ref, method, c, box, score, iou_, hit, oracle, chance, len(boxes))
-                  for ref, (c, box, score, iou_, hit, oracle, chance) in zip(refs, columns)]
+        out[k] = [_record(item, ref, method, c, box, score, iou_, hit, oracle, chance, len(boxes), npass, inside)
+                  for ref, (c, box, score, iou_, hit, oracle, chance, npass, inside) in zip(refs, columns)]
     return out
 
 
 IOU_DIGITS, CHANCE_DIGITS = 5, 6  # decimals kept in a record (and summed exactly by _Tally)
 
 
-def _record(item: ImageItem, ref: Ref, method: str, chosen: int | None, box: list[float], score: float,
-            iou: float, hit: bool, oracle: bool, chance: float, n: int) -> dict[str, Any]:
+def _record(item: ImageItem, ref: Ref, method: str, chosen: int | None, box: list[float], score: float, iou: float,
+            hit: bool, oracle: bool, chance: float, n: int, passes: int, centre_in: bool) -> dict[str, Any]:
     return {
         "method": method, "sent_id": ref.sent_id, "ref_id": ref.ref_id, "image_id": item.image_id,
-        "split": ref.split, "phrase_type": ref.phrase_type, "text": ref.text,
+        "split": ref.split, "phrase_type": ref.phrase_type, "text": ref.text, "truth": [round(v, 2) for v in ref.box.xywh],
         "chosen": chosen, "box": [round(v, 2) for v in box], "score": round(score, 5),
         "iou": round(iou, IOU_DIGITS), "hit": hit, "oracle": oracle, "chance": round(chance, CHANCE_DIGITS), "candidates": n,
+        "passes": passes, "centre_in": centre_in,
     }
-
-
-class _Tally:
-    """Counts and sums of one group of records. ``chance`` and ``iou`` are recorded rounded to
-    ``CHANCE_DIGITS`` and ``IOU_DIGITS`` decimals, so they are summed as integers in those units:
-    exact, so the totals do not depend on the order the records come in (workers interleave
-    them, a resumed run appends the rest later)."""
-
-    __slots__ = ("n", "hits", "oracle", "chance", "iou")
-
-    def __init__(self) -> None:
-        self.n = self.hits = self.oracle = self.chance = self.iou = 0
-
-    def add(self, r: dict[str, Any]) -> None:
-        self.n += 1
-        self.hits += bool(r["hit"])
-        self.oracle += bool(r["oracle"])
-        self.chance += round(r["chance"] * 10**CHANCE_DIGITS)
-        self.iou += round(r["iou"] * 10**IOU_DIGITS)
-
-    def totals(self) -> dict[str, Any]:
-        n = max(self.n, 1)
-        return {"n": self.n, "accuracy": 100.0 * self.hits / n, "upper_bound": 100.0 * self.oracle / n,
-                "chance": 100.0 * self.chance / 10**CHANCE_DIGITS / n, "mean_iou": self.iou / 10**IOU_DIGITS / n}
-
-
-def summarize(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Metrics per method (percentages): overall, per split, per phrase type.
-
-    Streams: memory does not grow with the number of records.
-    """
-    tallies: dict[str, dict[tuple[str, str], _Tally]] = defaultdict(lambda: defaultdict(_Tally))
-    for r in records:
-        t = tallies[r["method"]]
-        t[("all", "")].add(r)
-        t[("split", r["split"])].add(r)
-        if r["phrase_type"]:
-            t[("type", r["phrase_type"])].add(r)
-    out = {}
-    for method, t in tallies.items():
-        out[method] = {
-            **t[("all", "")].totals(),
-            "splits": {k: v.totals() for (g, k), v in sorted(t.items()) if g == "split"},
-            "phrase_types": {k: v.totals() for (g, k), v in sorted(t.items()) if g == "type"},
-        }
-    return out

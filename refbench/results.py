@@ -84,20 +84,24 @@ class Run:
         self.record["proposals"] = summary
         self.save()
 
-    def complete(self, session: dict[str, Any], expected: int, **session_facts: Any) -> dict[str, Any]:
+    def complete(self, session: dict[str, Any], expected: int, uncertainty: Any = None, **session_facts: Any) -> dict[str, Any]:
         """Close ``session`` with its facts, check the journal holds ``expected`` predictions, and mark
-        the run complete with its metrics. Returns the metrics."""
-        from .protocol import summarize  # here, so that reading results (the leaderboard) does not import numpy
+        the run complete with its metrics (with intervals made as ``uncertainty`` says). Returns the metrics."""
+        from .metrics import summarize  # here, so that reading results (the leaderboard) does not import numpy
 
         self.journal.sync()  # every prediction on disk before the run is marked complete
         session.update({"finished": now(), **session_facts})
-        metrics = summarize(self.journal.records())
+        metrics = summarize(self.journal.records(), uncertainty)
         counted = sum(m["n"] for m in metrics.values())
         if counted != expected:
             self.save()
             raise RefbenchError(f"run {self.id}: {counted} predictions for {expected} (method, phrase) pairs",
                                 "the journal is inconsistent; start a fresh run with --new")
         sessions = self.record["sessions"]
+        if uncertainty is not None:
+            from .stats import describe
+
+            self.record["uncertainty"] = describe(uncertainty)
         self.record.update({"status": "complete", "finished": now(), "metrics": metrics,
                             "timing": {"wall_s": round(sum(s.get("wall_s", 0) for s in sessions), 3), "sessions": len(sessions)}})
         self.save()

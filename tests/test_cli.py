@@ -160,7 +160,7 @@ def test_leaderboard_formats_and_corrupt_runs(synth_root, tmp_path, capsys, writ
     assert any(r["method"] == "MAttNet" and r["splits"]["testA"] == 81.14 for r in rows)
     assert main(["leaderboard", "--results", str(tmp_path / "results"), "--format", "csv", "--benchmark", "tiny"]) == 0
     csv_text = capsys.readouterr().out
-    assert csv_text.splitlines()[0].startswith("dataset,benchmark,method,testA,testB,overall")
+    assert csv_text.splitlines()[0].startswith("dataset,benchmark,method,metric,testA,testB,overall")
     assert "MAttNet" not in csv_text  # filtered to the synthref data set
     assert main(["leaderboard", "--results", str(tmp_path / "results"), "--format", "markdown"]) == 0
     assert "### refcoco/unc: accuracy (%)" in capsys.readouterr().out

@@ -5,7 +5,8 @@ import pytest
 
 from refbench import Box, ImageItem, Ref, RefbenchError
 from refbench.config import ProtocolConfig
-from refbench.protocol import judge, summarize
+from refbench.metrics import summarize
+from refbench.protocol import judge
 
 
 def item(*truths: Box) -> ImageItem:

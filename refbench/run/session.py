@@ -12,7 +12,8 @@ import torch
 from ..config import BenchmarkConfig, ProtocolConfig, RunnerConfig
 from ..errors import RefbenchError
 from ..interfaces import ImageItem, Proposer
-from ..protocol import conventions, summarize
+from ..metrics import summarize
+from ..protocol import conventions
 from ..results import Run, Store, new_record
 from .build import Bench, Method, build
 from .place import placement
@@ -130,8 +131,9 @@ def _execute(bench: Bench, items: list[ImageItem], proposals: Proposals, run: Ru
     finally:
         recorder.close()
     wall = time.perf_counter() - start
-    run.complete(session, expected=len(method_ids) * sum(len(i.refs) for i in items), wall_s=round(wall, 3),
-                 written=counts["written"], views=counts["views"], images_per_s=round(len(todo) / wall, 2) if wall > 0 else None)
+    run.complete(session, expected=len(method_ids) * sum(len(i.refs) for i in items), uncertainty=config.uncertainty,
+                 wall_s=round(wall, 3), written=counts["written"], views=counts["views"],
+                 images_per_s=round(len(todo) / wall, 2) if wall > 0 else None)
     if proposals.dropped:
         announce(f"dropped {proposals.describe_drops()} (proposer.invalid: drop); counts per image in {run.dir / 'run.json'}")
     return run
