@@ -59,7 +59,8 @@ def _print_run(record: dict[str, Any]) -> None:
             *([Col("overall", justify="right", style="bold")] if several else []),
             Col("upper bound", justify="right", drop=1), Col("n", justify="right", drop=2)]
     rows = [(method, *[f"{m['splits'][s]['accuracy']:.2f}" if s in m["splits"] else "" for s in splits],
-             *([f"{m['accuracy']:.2f}"] if several else []), f"{m['upper_bound']:.2f}", str(m["n"]))
+             *([f"{m['accuracy']:.2f}"] if several else []),
+             "n/a" if m["upper_bound"] is None else f"{m['upper_bound']:.2f}", str(m["n"]))
             for method, m in metrics.items()]
     hidden = show(console, cols, rows, title=escape(f"{record['benchmark']} ({record['dataset_key']}): accuracy %, "
                                                     f"{record['protocol']['rule']}"))
@@ -70,8 +71,9 @@ def _print_run(record: dict[str, Any]) -> None:
     note = hidden_note(hidden, "refbench leaderboard --wide")
     if note:
         console.print(note, highlight=False)
-    chance = next(iter(metrics.values()))["chance"]
-    console.print(f"chance (uniform pick among candidates): {chance:.2f}%; wall {record['timing']['wall_s']:.1f}s")
+    chance = next((m["chance"] for m in metrics.values() if m["chance"] is not None), None)
+    console.print((f"chance (uniform pick among candidates): {chance:.2f}%; " if chance is not None else "")
+                  + f"wall {record['timing']['wall_s']:.1f}s")
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -165,20 +167,22 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Every problem a run of the config would meet before its first image: names, options, files,
-    checkpoints, settings this machine cannot run, splits, every proposal box, missing images."""
+    checkpoints, settings this machine cannot run, splits, every proposal box, grounders'
+    predictions, missing images."""
     from .config import load_config
-    from .run import build_parts, propose_all
+    from .run.build import build_parts
+    from .run.proposals import propose_for
 
     config = load_config(args.config)
     bench, problems = build_parts(config)
-    if bench.dataset is not None and bench.proposer is not None:
+    proposals, items = None, []
+    if bench.dataset is not None and (bench.proposer is not None or config.proposer is None):
         items = list(bench.dataset)[: config.runner.limit]
         try:
-            proposals = propose_all(items, bench.proposer, config.proposer.invalid, config.protocol.empty_proposals)
+            proposals = propose_for(bench, items)
         except RefbenchError as exc:
-            problems.append(exc.within("proposer: "))
-            proposals = None
-        if any(m.uses_views for m in bench.methods):
+            problems.append(exc)
+        if any(m.uses_image for m in bench.methods):
             missing = [it for it in items if not it.path.is_file()]
             if missing:
                 problems.append(RefbenchError(f"{len(missing)} of {len(items)} images not found, e.g. {missing[0].path}",
@@ -235,6 +239,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     c.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     c.set_defaults(handler=cmd_compare)
+
 
     pl = sub.add_parser("plugins", help="list installed components")
     pl.add_argument("--strict", action="store_true", help="exit 1 if a plugin failed to load")

@@ -58,13 +58,15 @@ class MethodConfig(_Strict):
     scorer: ComponentSpec | None = None
     prompter: ComponentSpec | None = None
     combine: ComponentSpec | None = None
+    ground: ComponentSpec | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> "MethodConfig":
-        if (self.scorer is None) == (self.combine is None):
-            raise ValueError("give exactly one of 'scorer' (a model) or 'combine' (built from other methods)")
-        if self.combine is not None and self.prompter is not None:
-            raise ValueError("a 'combine' method takes no 'prompter'")
+        if sum(x is not None for x in (self.scorer, self.combine, self.ground)) != 1:
+            raise ValueError("give exactly one of 'scorer' (scores the proposals), 'combine' (built from other methods) "
+                             "or 'ground' (predicts a box per phrase)")
+        if self.scorer is None and self.prompter is not None:
+            raise ValueError("only a 'scorer' method takes a 'prompter'")
         return self
 
 
@@ -113,11 +115,17 @@ class BenchmarkConfig(_Strict):
     description: str = ""
     seed: int = 0
     dataset: ComponentSpec
-    proposer: ProposerSpec
+    proposer: ProposerSpec | None = Field(None, description="candidate boxes; needed unless every method is a 'ground' method")
     protocol: ProtocolConfig = ProtocolConfig()
     runner: RunnerConfig = RunnerConfig()
     uncertainty: UncertaintyConfig = UncertaintyConfig()
     methods: list[MethodConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _proposals_if_needed(self) -> "BenchmarkConfig":
+        if self.proposer is None and any(m.ground is None for m in self.methods):
+            raise ValueError("'proposer' is needed: a 'scorer' or 'combine' method chooses among proposals")
+        return self
 
     @field_validator("methods")
     @classmethod
@@ -131,7 +139,11 @@ class BenchmarkConfig(_Strict):
 
     def digest(self) -> str:
         """Hash of what determines the results (not the runner's speed knobs)."""
-        return config_digest(self, exclude=BENCHMARK_DIGEST_EXCLUDES)
+        payload = self.model_dump(mode="json", exclude=BENCHMARK_DIGEST_EXCLUDES)
+        for method in payload["methods"]:  # a field added later hashes as before while unused
+            if method.get("ground") is None:
+                method.pop("ground", None)
+        return _sha256_json(payload)
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -140,7 +152,10 @@ Model = TypeVar("Model", bound=BaseModel)
 def config_digest(config: BaseModel, exclude: Any = None) -> str:
     """sha256 of a config's JSON form (keys sorted), less the fields in ``exclude`` (pydantic's
     ``exclude`` syntax): the hash that says whether two configs determine the same results."""
-    payload = config.model_dump(mode="json", exclude=exclude)
+    return _sha256_json(config.model_dump(mode="json", exclude=exclude))
+
+
+def _sha256_json(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Union
 import pluggy
 
 if TYPE_CHECKING:
-    from .interfaces import Combinator, Dataset, Prompter, Proposer, Scorer
+    from .interfaces import Combinator, Dataset, Grounder, Prompter, Proposer, Scorer
 
 hookspec = pluggy.HookspecMarker("refbench")
 hookimpl = pluggy.HookimplMarker("refbench")
@@ -49,6 +49,11 @@ def refbench_scorers() -> dict[str, Union[type[Scorer], str]]:
 @hookspec
 def refbench_combinators() -> dict[str, Union[type[Combinator], str]]:
     """Methods built from other methods' logits, e.g. ensembles (``combine: {plugin: NAME}``)."""
+
+
+@hookspec
+def refbench_grounders() -> dict[str, Union[type[Grounder], str]]:
+    """Methods that predict a box per phrase directly, e.g. from a predictions file (``ground: {plugin: NAME}``)."""
 
 
 @hookspec

@@ -1,4 +1,4 @@
-"""What a plugin implements: data sets, proposers, prompters, scorers, combinators.
+"""What a plugin implements: data sets, proposers, prompters, scorers, combinators, grounders.
 
 Every component is built from its YAML block: the block's keys (less ``plugin``) are
 validated against the class's ``Options`` pydantic model, so a typo fails with the
@@ -265,3 +265,26 @@ class Combinator(Component, ABC):
     @abstractmethod
     def combine(self, logits: Sequence[np.ndarray]) -> np.ndarray:
         """Logits of the members (in ``members`` order), each ``[T, V]`` -> ``[T, V]``."""
+
+
+class Grounder(Component, ABC):
+    """Predicts one box per phrase directly (a detector, a VLM, a predictions file), instead of
+    choosing among proposals. The protocol judges its box against the truth under the run's
+    conventions; upper bound and chance do not apply to it."""
+
+    #: False for grounders that never look at the image (e.g. predictions read from a file).
+    uses_image: ClassVar[bool] = True
+
+    def expect(self, items: Sequence[ImageItem]) -> list[RefbenchError]:
+        """Called once before a run (and by ``refbench validate``) with every selected image: the
+        place to check predictions against the benchmark, all problems at once."""
+        return []
+
+    @abstractmethod
+    def ground(self, image: Image.Image | None, item: ImageItem) -> list[Box | None]:
+        """One box (xywh pixels of the original image) per phrase of ``item.refs``, in order; None
+        where there is no answer (scored as a miss). ``image`` is None unless :attr:`uses_image`."""
+
+    def report(self) -> str | None:
+        """A line for the end of a run: e.g. how many answers were missing or unusable."""
+        return None

@@ -38,18 +38,20 @@ class Tally:
     exact, so the totals do not depend on the order the records come in (workers interleave
     them, a resumed run appends the rest later)."""
 
-    __slots__ = ("n", "hits", "oracle", "chance", "iou", "graded", "passes", "at", "centre")
+    __slots__ = ("n", "hits", "selected", "oracle", "chance", "iou", "graded", "passes", "at", "centre")
 
     def __init__(self) -> None:
-        self.n = self.hits = self.oracle = self.chance = self.iou = 0
+        self.n = self.hits = self.selected = self.oracle = self.chance = self.iou = 0  # selected: records with an upper bound
         self.graded = self.passes = self.centre = 0  # over records that carry ``passes`` and ``centre_in``
         self.at = dict.fromkeys(AT, 0)
 
     def add(self, r: dict[str, Any]) -> None:
         self.n += 1
         self.hits += bool(r["hit"])
-        self.oracle += bool(r["oracle"])
-        self.chance += round(r["chance"] * 10**CHANCE_DIGITS)
+        if r["oracle"] is not None:  # a grounder's records have no upper bound or chance
+            self.selected += 1
+            self.oracle += bool(r["oracle"])
+            self.chance += round(r["chance"] * 10**CHANCE_DIGITS)
         self.iou += round(r["iou"] * 10**IOU_DIGITS)
         passes = r.get("passes")
         if passes is not None:
@@ -61,8 +63,10 @@ class Tally:
 
     def totals(self) -> dict[str, Any]:
         n = max(self.n, 1)
-        out = {"n": self.n, "accuracy": 100.0 * self.hits / n, "upper_bound": 100.0 * self.oracle / n,
-               "chance": 100.0 * self.chance / 10**CHANCE_DIGITS / n, "mean_iou": self.iou / 10**IOU_DIGITS / n}
+        selected = self.selected == self.n
+        out = {"n": self.n, "accuracy": 100.0 * self.hits / n, "upper_bound": 100.0 * self.oracle / n if selected else None,
+               "chance": 100.0 * self.chance / 10**CHANCE_DIGITS / n if selected else None,
+               "mean_iou": self.iou / 10**IOU_DIGITS / n}
         if self.graded == self.n:  # records written before these fields existed leave them out
             out.update({"acc_at": {k: 100.0 * v / n for k, v in self.at.items()},
                         "macc": 100.0 * self.passes / len(THRESHOLDS) / n, "centre_accuracy": 100.0 * self.centre / n})

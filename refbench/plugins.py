@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from .interfaces import Component
 
 ENTRY_POINT_GROUP = "refbench"
-Kind = Literal["dataset", "proposer", "prompter", "scorer", "combinator"]
-KINDS: tuple[Kind, ...] = ("dataset", "proposer", "prompter", "scorer", "combinator")
+Kind = Literal["dataset", "proposer", "prompter", "scorer", "combinator", "grounder"]
+KINDS: tuple[Kind, ...] = ("dataset", "proposer", "prompter", "scorer", "combinator", "grounder")
 
 
 def _base(kind: Kind) -> type[Component]:

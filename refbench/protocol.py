@@ -113,15 +113,43 @@ def judge_many(cases: Sequence[Case], protocol: ProtocolConfig, method: str) -> 
     return out
 
 
+def judge_grounded(cases: Sequence[tuple[ImageItem, np.ndarray]], protocol: ProtocolConfig,
+                   method: str) -> list[list[dict[str, Any]]]:
+    """Records of a grounder's boxes (``[phrases, 4]`` xywh per image; NaN rows: no answer, a miss).
+    Upper bound and chance do not apply: they are None in its records."""
+    truth, pred = [], []
+    for item, boxes in cases:
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if len(boxes) != len(item.refs):
+            raise RefbenchError(f"method {method!r} returned {len(boxes)} boxes for the {len(item.refs)} phrases of image "
+                                f"{item.image_id}", "a grounder returns one box (or None) per phrase")
+        truth += [r.box.xywh for r in item.refs]
+        pred.append(boxes)
+    if not truth:
+        return [[] for _ in cases]
+    t, p = np.asarray(truth, dtype=np.float64), np.concatenate(pred)
+    answered = np.isfinite(p).all(axis=1)
+    p = np.where(answered[:, None], p, 0.0)
+    ious = np.where(answered, iou(t, p, protocol.iou_convention), 0.0)
+    good = hits(ious, protocol) & answered
+    passes = hits(ious[:, None], protocol, THRESHOLDS).sum(axis=1) * answered
+    centre = p[:, :2] + p[:, 2:] / 2
+    centre_in = ((centre >= t[:, :2]) & (centre <= t[:, :2] + t[:, 2:])).all(axis=1) & answered
+    columns = iter(zip(p.tolist(), answered.tolist(), ious.tolist(), good.tolist(), passes.tolist(), centre_in.tolist()))
+    return [[_record(item, ref, method, None, box if ok else [], None, iou_, hit, None, None, 0, npass, inside)
+             for ref, (box, ok, iou_, hit, npass, inside) in zip(item.refs, columns)] for item, _ in cases]
+
+
 IOU_DIGITS, CHANCE_DIGITS = 5, 6  # decimals kept in a record (and summed exactly by _Tally)
 
 
-def _record(item: ImageItem, ref: Ref, method: str, chosen: int | None, box: list[float], score: float, iou: float,
-            hit: bool, oracle: bool, chance: float, n: int, passes: int, centre_in: bool) -> dict[str, Any]:
+def _record(item: ImageItem, ref: Ref, method: str, chosen: int | None, box: list[float], score: float | None, iou: float,
+            hit: bool, oracle: bool | None, chance: float | None, n: int, passes: int, centre_in: bool) -> dict[str, Any]:
     return {
         "method": method, "sent_id": ref.sent_id, "ref_id": ref.ref_id, "image_id": item.image_id,
         "split": ref.split, "phrase_type": ref.phrase_type, "text": ref.text, "truth": [round(v, 2) for v in ref.box.xywh],
-        "chosen": chosen, "box": [round(v, 2) for v in box], "score": round(score, 5),
-        "iou": round(iou, IOU_DIGITS), "hit": hit, "oracle": oracle, "chance": round(chance, CHANCE_DIGITS), "candidates": n,
+        "chosen": chosen, "box": [round(v, 2) for v in box], "score": None if score is None else round(score, 5),
+        "iou": round(iou, IOU_DIGITS), "hit": hit, "oracle": oracle,
+        "chance": None if chance is None else round(chance, CHANCE_DIGITS), "candidates": n,
         "passes": passes, "centre_in": centre_in,
     }

@@ -272,3 +272,11 @@ def test_validate_reports_every_problem_at_once(synth_root, tmp_path, capsys, wr
     cfg = write_config(bench_yaml(synth_root, "  - {id: b, scorer: {plugin: random}}"), "ok.yaml")
     assert main(["validate", str(cfg)]) == 0
     assert "ok (24 images" in capsys.readouterr().out
+
+
+def test_a_mistyped_data_set_option_is_one_line_in_validate_and_run(synth_root, tmp_path, capsys, write_config):
+    cfg = write_config(bench_yaml(synth_root, RANDOM).replace("split_by: unc,", "split_by: unc, txt: raw,"))
+    for argv in (["validate", str(cfg)], ["run", str(cfg), "--results", str(tmp_path / "r"), "-q"]):
+        assert main(argv) == 2
+        line = error_line(capsys)
+        assert "dataset (dataset 'refer'): txt: unknown option" in line and "valid options:" in line

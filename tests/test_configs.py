@@ -25,14 +25,12 @@ def check_options(kind: str, spec) -> None:
 def test_benchmark_yaml_is_valid(path):
     config = load_config(path)
     check_options("dataset", config.dataset)
-    check_options("proposer", config.proposer)
+    if config.proposer is not None:
+        check_options("proposer", config.proposer)
     for m in config.methods:
-        if m.scorer:
-            check_options("scorer", m.scorer)
-        if m.prompter:
-            check_options("prompter", m.prompter)
-        if m.combine:
-            check_options("combinator", m.combine)
+        for kind, spec in (("scorer", m.scorer), ("prompter", m.prompter), ("combinator", m.combine), ("grounder", m.ground)):
+            if spec is not None:
+                check_options(kind, spec)
 
 
 @pytest.mark.parametrize("path", sorted((BENCHMARKS / "train").glob("*.yaml")), ids=lambda p: p.name)

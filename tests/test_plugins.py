@@ -66,7 +66,7 @@ def test_every_hook_is_documented():
     from refbench import hookspecs
 
     hooks = [name for name in dir(hookspecs) if name.startswith("refbench_")]
-    assert len(hooks) == 6
+    assert len(hooks) == 7
     for name in hooks:
         assert (getattr(hookspecs, name).__doc__ or "").strip(), f"{name} has no docstring"
 

@@ -12,7 +12,8 @@ _HERE = __name__
 
 @hookimpl
 def refbench_datasets():
-    return {"refer": f"{_HERE}.datasets:ReferDataset"}
+    return {"refer": f"{_HERE}.datasets:ReferDataset", "lmms_lab": f"{_HERE}.lmms_lab:LmmsLabDataset",
+            "jxu124": f"{_HERE}.jxu124:Jxu124Dataset", "mdetr": f"{_HERE}.mdetr:MdetrDataset"}
 
 
 @hookimpl
@@ -34,3 +35,8 @@ def refbench_scorers():
 @hookimpl
 def refbench_combinators():
     return {"mean_logits": f"{_HERE}.combinators:MeanLogits"}
+
+
+@hookimpl
+def refbench_grounders():
+    return {"predictions": f"{_HERE}.predictions:PredictionsGrounder"}

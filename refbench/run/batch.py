@@ -18,7 +18,8 @@ from ..interfaces import EmbeddingScorer, ScoreRequest
 from .build import Method
 from .prepare import Chunk, Prepared
 
-Scored = list[tuple[Prepared, dict[str, np.ndarray | None]]]  # images with their logits per method (None: no candidates)
+# images with, per method, the logits [phrases, candidates] (None: no candidates), or a grounder's boxes [phrases, 4]
+Scored = list[tuple[Prepared, dict[str, np.ndarray | None]]]
 
 
 class Scoring:
@@ -87,6 +88,10 @@ class Scoring:
                             nv, nt = len(p.boxes), len(p.item.refs)
                             out[i] = every[t : t + nt, v : v + nv]
                             v, t = v + nv, t + nt
+            elif m.grounder is not None:  # a box per phrase, as an array with NaN rows where there is none
+                for i, p in enumerate(images):
+                    out[i] = np.array([b.xywh if b is not None else (np.nan,) * 4
+                                       for b in m.grounder.ground(p.views.get(m.id), p.item)], dtype=np.float64).reshape(-1, 4)
             elif m.combinator is not None:
                 for i, p in enumerate(images):
                     if p.boxes:

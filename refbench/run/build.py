@@ -7,7 +7,7 @@ from typing import Any, Callable, TypeVar
 
 from ..config import BenchmarkConfig, ComponentSpec
 from ..errors import RefbenchError
-from ..interfaces import Combinator, Dataset, Prompter, Proposer, Scorer
+from ..interfaces import Combinator, Dataset, Grounder, Prompter, Proposer, Scorer
 from ..plugins import Kind, Registry, registry
 
 T = TypeVar("T")
@@ -21,13 +21,19 @@ class Method:
     scorer: Scorer | None = None
     prompter: Prompter | None = None
     combinator: Combinator | None = None
+    grounder: Grounder | None = None
 
     @property
     def uses_views(self) -> bool:
         return self.scorer is not None and self.scorer.uses_views
 
+    @property
+    def uses_image(self) -> bool:
+        """Whether preparing an image for this method decodes it."""
+        return self.uses_views or (self.grounder is not None and self.grounder.uses_image)
+
     def describe(self) -> dict[str, Any]:
-        part = self.scorer or self.combinator
+        part = self.scorer or self.combinator or self.grounder
         return part.describe() if part is not None else {}
 
 
@@ -37,7 +43,7 @@ class Bench:
 
     config: BenchmarkConfig
     dataset: Dataset
-    proposer: Proposer
+    proposer: Proposer | None  # None when every method is a grounder
     methods: list[Method]
     components: list[dict[str, Any]] = field(default_factory=list)
 
@@ -73,9 +79,12 @@ def build_parts(config: BenchmarkConfig, reg: Registry | None = None) -> tuple[B
             problems.append(exc)
             return None
 
-    specs: list[tuple[Kind, ComponentSpec, str]] = [("dataset", config.dataset, "dataset"), ("proposer", config.proposer, "proposer")]
+    specs: list[tuple[Kind, ComponentSpec, str]] = [("dataset", config.dataset, "dataset")]
+    if config.proposer is not None:
+        specs.append(("proposer", config.proposer, "proposer"))
     for i, m in enumerate(config.methods):
-        for kind, spec, part in (("scorer", m.scorer, "scorer"), ("prompter", m.prompter, "prompter"), ("combinator", m.combine, "combine")):
+        for kind, spec, part in (("scorer", m.scorer, "scorer"), ("prompter", m.prompter, "prompter"),
+                                 ("combinator", m.combine, "combine"), ("grounder", m.ground, "ground")):
             if spec is not None:
                 specs.append((kind, spec, f"methods[{i}] ({m.id}).{part}"))
     infos = {where: attempt(lambda: reg.info(kind, spec.plugin)) for kind, spec, where in specs}
@@ -94,15 +103,21 @@ def build_parts(config: BenchmarkConfig, reg: Registry | None = None) -> tuple[B
                 checked.add(where)
 
     def make(where: str) -> Any:
+        if where not in checked:
+            return None
         cls, options = resolved[where]  # type: ignore[misc]
-        return attempt(lambda: cls(options)) if where in checked else None
+        return attempt(lambda: cls(options))
 
-    bench.dataset, bench.proposer = make("dataset"), make("proposer")  # data problems are reported with the rest
+    bench.dataset = make("dataset")  # data problems are reported with the rest
+    bench.proposer = make("proposer") if config.proposer is not None else None
     if problems:
         return bench, problems
-    built = {where: make(where) for _, _, where in specs[2:]}
+    built = {where: make(where) for kind, _, where in specs if kind not in ("dataset", "proposer")}
     for i, m in enumerate(config.methods):
         where = f"methods[{i}] ({m.id})"
+        if m.ground is not None:
+            bench.methods.append(Method(m.id, grounder=built[where + ".ground"]))
+            continue
         if m.combine is not None:
             comb = built[where + ".combine"]
             missing = [x for x in comb.members if x not in {y.id for y in bench.methods}] if comb else []

@@ -57,11 +57,17 @@ class Chunk:
     error: RefbenchError | None = None
 
 
-def prepare(item: ImageItem, boxes: list[Box], view_methods: Sequence[Method]) -> Prepared:
+def prepare(item: ImageItem, boxes: list[Box], image_methods: Sequence[Method]) -> Prepared:
+    """The image's input for each method that looks at it: a scorer's prepared views and phrases
+    (when there are candidates), the decoded image for a grounder."""
     p = Prepared(item, boxes)
-    if view_methods and boxes:
+    needed = [m for m in image_methods if boxes or m.grounder is not None]
+    if needed:
         image = load_image(item)
-        for m in view_methods:
+        for m in needed:
+            if m.grounder is not None:
+                p.views[m.id] = image
+                continue
             assert m.scorer is not None
             p.views[m.id] = m.scorer.prepare(image, boxes, m.prompter)
             if isinstance(m.scorer, EmbeddingScorer):
@@ -132,7 +138,7 @@ def chunk_stream(items: list[ImageItem], boxes: dict[int, list[Box]], methods: l
                  workers: int) -> Iterable[Chunk]:
     """Chunks prepared in ``workers`` background processes (in this one when 0). Memory stays flat
     however large the data set: at most two chunks per worker wait."""
-    view_methods = [m for m in methods if m.uses_views]
+    view_methods = [m for m in methods if m.uses_image]
     source = Chunks(items, boxes, view_methods, batch_size)
     if workers == 0 or not items:
         return iter(source)

@@ -12,6 +12,7 @@ from typing import Any, Literal, Sequence
 from ..boxes import OUT_OF_IMAGE_TOLERANCE, Box, box_problem
 from ..errors import RefbenchError
 from ..interfaces import ImageItem, Proposer
+from .build import Bench, Method
 
 SHOWN = 3  # invalid boxes named in an error
 
@@ -34,13 +35,16 @@ class Proposals:
                 "dropped_per_image": {str(k): v for k, v in sorted(self.dropped.items())}}
 
 
-def propose_all(items: Sequence[ImageItem], proposer: Proposer, invalid: Literal["error", "drop"] = "error",
+def propose_all(items: Sequence[ImageItem], proposer: Proposer | None, invalid: Literal["error", "drop"] = "error",
                 empty: Literal["error", "miss"] = "miss") -> Proposals:
     """Every item's proposals; invalid ones (non-finite, degenerate, out of the image by more than
     :data:`OUT_OF_IMAGE_TOLERANCE` pixels) raise one error naming the first few and the count
     (``invalid: error``), or are dropped and counted (``drop``). With ``empty: error``
-    (``protocol.empty_proposals``), an image left without any box is an error too."""
+    (``protocol.empty_proposals``), an image left without any box is an error too. No proposer
+    (every method a grounder): no candidates."""
     out = Proposals({})
+    if proposer is None:
+        return Proposals({item.image_id: [] for item in items})
     bad: list[str] = []
     for item in items:
         keep = []
@@ -68,3 +72,24 @@ def propose_all(items: Sequence[ImageItem], proposer: Proposer, invalid: Literal
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def selectors(methods: list[Method]) -> bool:
+    """Whether any method chooses among proposals (a scorer or a combinator)."""
+    return any(m.grounder is None for m in methods)
+
+
+def propose_for(bench: Bench, items: list[ImageItem]) -> Proposals:
+    """The run's proposals (none when every method is a grounder), with every problem of the proposals
+    and of the grounders' predictions raised together."""
+    config, problems = bench.config, []
+    proposals = Proposals({it.image_id: [] for it in items})
+    try:
+        proposals = propose_all(items, bench.proposer, config.proposer.invalid if config.proposer else "error",
+                                config.protocol.empty_proposals if selectors(bench.methods) else "miss")
+    except RefbenchError as exc:
+        problems.append(exc.within("proposer: "))
+    problems += [p.within(f"method {m.id}: ") for m in bench.methods if m.grounder is not None for p in m.grounder.expect(items)]
+    if problems:
+        raise RefbenchError.many(problems)
+    return proposals

@@ -9,16 +9,19 @@ from typing import Any, Callable
 from ..boxes import as_array
 from ..config import ProtocolConfig
 from ..journal import Journal
-from ..protocol import judge_many
+from ..protocol import judge_grounded, judge_many
 from .batch import Scored
 
 
-def judge_images(scored: Scored, protocol: ProtocolConfig, done: set[tuple[str, int]]) -> list[dict[str, Any]]:
-    """Prediction records of scored images (image by image, each method's in turn), without those in ``done``."""
+def judge_images(scored: Scored, protocol: ProtocolConfig, done: set[tuple[str, int]],
+                 grounders: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """Prediction records of scored images (image by image, each method's in turn), without those in
+    ``done``. Methods in ``grounders`` gave a box per phrase; the others, logits over the candidates."""
     if not scored:
         return []
     boxes = [as_array(p.boxes) for p, _ in scored]
-    per_method = [judge_many([(p.item, p.item.refs, b, logits[method]) for (p, logits), b in zip(scored, boxes)], protocol, method)
+    per_method = [judge_grounded([(p.item, logits[method]) for p, logits in scored], protocol, method) if method in grounders
+                  else judge_many([(p.item, p.item.refs, b, logits[method]) for (p, logits), b in zip(scored, boxes)], protocol, method)
                   for method in scored[0][1]]
     return [r for i in range(len(scored)) for records in per_method for r in records[i] if (r["method"], r["sent_id"]) not in done]
 
@@ -32,8 +35,8 @@ class Recorder:
     written. At most two batches wait; an error there stops the run at the next hand-over."""
 
     def __init__(self, journal: Journal, protocol: ProtocolConfig, done: set[tuple[str, int]], background: bool,
-                 counted: Counted) -> None:
-        self.journal, self.protocol, self.done, self.counted = journal, protocol, done, counted
+                 counted: Counted, grounders: frozenset[str] = frozenset()) -> None:
+        self.journal, self.protocol, self.done, self.counted, self.grounders = journal, protocol, done, counted, grounders
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
         if background:
@@ -76,6 +79,6 @@ class Recorder:
                     self.error = exc
 
     def _record(self, scored: Scored) -> None:
-        records = judge_images(scored, self.protocol, self.done)
+        records = judge_images(scored, self.protocol, self.done, self.grounders)
         self.journal.append(records)
         self.counted(len(scored), sum(len(p.boxes) for p, _ in scored), len(records))

@@ -17,7 +17,7 @@ from ..protocol import conventions
 from ..results import Run, Store, new_record
 from .build import Bench, Method, build
 from .place import placement
-from .proposals import Proposals, propose_all
+from .proposals import Proposals, propose_all, propose_for, selectors
 from .record import Recorder, judge_images
 from .stream import score_stream
 
@@ -25,16 +25,21 @@ ProgressFn = Callable[[int, int, int], None]  # images done, images total, phras
 Announce = Callable[[str], None]
 
 
-def evaluate(items: list[ImageItem], proposer: Proposer, methods: list[Method], protocol: ProtocolConfig | None = None,
+def evaluate(items: list[ImageItem], proposer: Proposer | None, methods: list[Method], protocol: ProtocolConfig | None = None,
              runner: RunnerConfig | None = None, invalid: Literal["error", "drop"] = "error") -> dict[str, Any]:
     """Metrics of ``methods`` on ``items`` under ``protocol`` (default: the benchmark default), with
     ``runner``'s batching and placement, without a results folder: what a training loop's
-    validation calls. ``invalid`` is ``proposer.invalid``."""
+    validation calls. ``invalid`` is ``proposer.invalid``; ``proposer`` may be None when every
+    method is a grounder."""
     protocol, runner = protocol or ProtocolConfig(), runner or RunnerConfig()
-    proposals = propose_all(items, proposer, invalid, protocol.empty_proposals)
+    proposals = propose_all(items, proposer, invalid, protocol.empty_proposals if selectors(methods) else "miss")
+    problems = [p for m in methods if m.grounder is not None for p in m.grounder.expect(items)]
+    if problems:
+        raise RefbenchError.many(problems)
     place = placement(runner, methods)
+    grounders = frozenset(m.id for m in methods if m.grounder is not None)
     return summarize(r for scored in score_stream(items, proposals.boxes, methods, runner.batch_size, place)
-                     for r in judge_images(scored, protocol, set()))
+                     for r in judge_images(scored, protocol, set(), grounders))
 
 
 def run_benchmark(config: BenchmarkConfig, store: Store, config_path: Path | None = None, resume: str | None = None,
@@ -48,12 +53,13 @@ def run_benchmark(config: BenchmarkConfig, store: Store, config_path: Path | Non
     np.random.seed(config.seed % 2**32)
     bench = build(config)
     items = list(bench.dataset)[: config.runner.limit]
-    proposals = propose_all(items, bench.proposer, config.proposer.invalid, config.protocol.empty_proposals)  # before any run folder
+    proposals = propose_for(bench, items)  # every problem with the data and predictions before any run folder exists
     record = new_record(benchmark=config.name, dataset_key=bench.dataset.key(), config=config.model_dump(mode="json"),
                         config_sha256=config.digest(), config_path=config_path, seed=config.seed,
                         protocol=conventions(config.protocol), components=bench.components,
                         methods={m.id: m.describe() for m in bench.methods},
-                        data={"dataset": bench.dataset.describe(), "proposer": bench.proposer.describe()})
+                        data={"dataset": bench.dataset.describe(),
+                              "proposer": bench.proposer.describe() if bench.proposer is not None else None})
     run = _open(config, store, record, resume, fresh, announce)
     try:
         return _execute(bench, items, proposals, run, progress, announce)
@@ -108,7 +114,7 @@ def _execute(bench: Bench, items: list[ImageItem], proposals: Proposals, run: Ru
     method_ids = [m.id for m in bench.methods]
     todo = [it for it in items if any((m, r.sent_id) not in done for r in it.refs for m in method_ids)]
     place = placement(config.runner, bench.methods)
-    if config.proposer.invalid == "drop":
+    if config.proposer is not None and config.proposer.invalid == "drop":
         run.record_proposals(proposals.summary("drop"))
     session = run.start_session(kept=len(done), images=len(todo), placement=place.describe(len(todo)), repair=repair)
 
@@ -124,7 +130,7 @@ def _execute(bench: Bench, items: list[ImageItem], proposals: Proposals, run: Ru
 
     counted(0, 0, 0)
     recorder = Recorder(run.journal, config.protocol, done, background=place.workers > 0 and not place.scoring_in_workers,
-                        counted=counted)
+                        counted=counted, grounders=frozenset(m.id for m in bench.methods if m.grounder is not None))
     try:
         for scored in score_stream(todo, proposals.boxes, bench.methods, config.runner.batch_size, place):
             recorder.put(scored)
@@ -134,6 +140,10 @@ def _execute(bench: Bench, items: list[ImageItem], proposals: Proposals, run: Ru
     run.complete(session, expected=len(method_ids) * sum(len(i.refs) for i in items), uncertainty=config.uncertainty,
                  wall_s=round(wall, 3), written=counts["written"], views=counts["views"],
                  images_per_s=round(len(todo) / wall, 2) if wall > 0 else None)
+    for m in bench.methods:
+        line = m.grounder.report() if m.grounder is not None else None
+        if line:
+            announce(f"method {m.id}: {line}")
     if proposals.dropped:
         announce(f"dropped {proposals.describe_drops()} (proposer.invalid: drop); counts per image in {run.dir / 'run.json'}")
     return run

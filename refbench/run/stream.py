@@ -53,7 +53,7 @@ def score_stream(items: list[ImageItem], boxes: dict[int, list[Box]], methods: l
                  place: Placement) -> Iterator[Scored]:
     """Images with their logits, as soon as they are scored; preparation overlaps scoring."""
     if place.scoring_in_workers and items:
-        shards = Shards(Chunks(items, boxes, [m for m in methods if m.uses_views], batch_size), methods, batch_size)
+        shards = Shards(Chunks(items, boxes, [m for m in methods if m.uses_image], batch_size), methods, batch_size)
         for scored in loader(shards, min(place.workers, len(items))):
             if isinstance(scored, RefbenchError):
                 raise scored
