@@ -170,7 +170,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     checkpoints, settings this machine cannot run, splits, every proposal box, grounders'
     predictions, missing images."""
     from .config import load_config
-    from .run.build import build_parts
+    from .run.components import build_parts
     from .run.proposals import propose_for
 
     config = load_config(args.config)

@@ -147,6 +147,10 @@ class Prompter(Component, ABC):
     #: True when :meth:`render_resized` is implemented.
     renders_resized: ClassVar[bool] = False
 
+    #: The text template of the method this prompt comes from (``{}`` is the phrase), e.g.
+    #: ``"{} is in red color."``; a scorer that formats phrases applies it unless its own config sets one.
+    template: ClassVar[str | None] = None
+
     @abstractmethod
     def render(self, image: Image.Image, boxes: Sequence[Box]) -> list[Image.Image]:
         """One view per box, in order. Must not modify ``image``."""
@@ -177,6 +181,10 @@ class Scorer(Component, ABC):
         """True when the model runs on a GPU. Such a scorer is only used in the process that built
         it (CUDA does not survive a fork), never in a forked worker."""
         return False
+
+    def use_prompter(self, prompter: Prompter | None) -> None:
+        """Called once when a method is built with this scorer and ``prompter`` (e.g. to take its
+        text template), before any image is prepared."""
 
     def check_prompter(self, prompter: Prompter | None) -> list[RefbenchError]:
         """Problems with using ``prompter`` (None: the method names none) with this scorer, found when

@@ -289,3 +289,26 @@ def test_predictions_do_not_depend_on_batching_or_workers(synth_root, tmp_path, 
         for other in rows.values():
             assert other[key]["chosen"] == r["chosen"] and abs(other[key]["score"] - r["score"]) < 1e-3
     assert all(rows["b1000"][("mix", sent)]["chosen"] == r["chosen"] for (method, sent), r in rows["b1000"].items() if method == "clip")
+
+
+def test_the_prompters_template_applies_unless_the_config_sets_one(synth_root, tmp_path, write_config):
+    """A prompter names its method's text template; the clip scorer uses it, and a config's own wins."""
+    from refbench.plugins import registry
+    from refbench.run import build
+
+    class Tinted(GreenShade):
+        template = "{} is in red color."
+
+    reg = registry()
+    reg.info("prompter", "green_shade")._cls = Tinted  # the registry's class for this test's build
+    try:
+        methods = ("  - {id: a, prompter: {plugin: green_shade}, scorer: {plugin: clip, arch: synth-rn}}\n"
+                   "  - {id: b, prompter: {plugin: green_shade}, scorer: {plugin: clip, arch: synth-rn, template: 'a photo of {}'}}")
+        bench = build(load_config(write_config(bench_yaml(synth_root, methods))))
+    finally:
+        reg.info("prompter", "green_shade")._cls = None
+    a, b = (m.scorer for m in bench.methods)
+    assert (a.template, b.template) == ("{} is in red color.", "a photo of {}")
+    assert a.describe()["template"] == "{} is in red color."
+    expected = a.tokenizer(["red circle is in red color."])
+    assert torch.equal(a.tokenize(["red circle"]), expected)

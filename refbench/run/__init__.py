@@ -14,7 +14,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "Bench": "build", "Method": "build", "build": "build", "build_component": "build", "build_parts": "build",
+    "Bench": "components", "Method": "components", "build": "components", "build_component": "components",
+    "build_parts": "components",
     "Proposals": "proposals", "propose_all": "proposals",
     "Placement": "place", "placement": "place", "worker_count": "place",
     "load_image": "prepare", "evaluate": "session", "run_benchmark": "session", "join_tensors": "transfer",
@@ -29,7 +30,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from .build import Bench, Method, build, build_component, build_parts
+    from .components import Bench, Method, build, build_component, build_parts
     from .place import Placement, placement, worker_count
     from .prepare import load_image
     from .proposals import Proposals, propose_all

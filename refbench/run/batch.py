@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..interfaces import EmbeddingScorer, ScoreRequest
-from .build import Method
+from .components import Method
 from .prepare import Chunk, Prepared
 
 # images with, per method, the logits [phrases, candidates] (None: no candidates), or a grounder's boxes [phrases, 4]

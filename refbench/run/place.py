@@ -19,7 +19,7 @@ import torch
 
 from ..config import RunnerConfig
 from ..errors import RefbenchError
-from .build import Method
+from .components import Method
 
 MAX_AUTO_WORKERS = 8  # model copies (worker scoring) or preparing processes that ``auto`` starts at most
 

@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from ..boxes import Box
 from ..errors import RefbenchError
 from ..interfaces import EmbeddingScorer, ImageItem
-from .build import Method
+from .components import Method
 
 
 def load_image(item: ImageItem) -> Image.Image:

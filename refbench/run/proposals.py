@@ -12,7 +12,7 @@ from typing import Any, Literal, Sequence
 from ..boxes import OUT_OF_IMAGE_TOLERANCE, Box, box_problem
 from ..errors import RefbenchError
 from ..interfaces import ImageItem, Proposer
-from .build import Bench, Method
+from .components import Bench, Method
 
 SHOWN = 3  # invalid boxes named in an error
 

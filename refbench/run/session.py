@@ -15,7 +15,7 @@ from ..interfaces import ImageItem, Proposer
 from ..metrics import summarize
 from ..protocol import conventions
 from ..results import Run, Store, new_record
-from .build import Bench, Method, build
+from .components import Bench, Method, build
 from .place import placement
 from .proposals import Proposals, propose_all, propose_for, selectors
 from .record import Recorder, judge_images

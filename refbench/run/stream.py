@@ -11,7 +11,7 @@ from ..errors import RefbenchError
 from ..interfaces import ImageItem
 from . import transfer
 from .batch import Scored, Scoring
-from .build import Method
+from .components import Method
 from .place import Placement
 from .prepare import Chunk, Chunks, chunk_stream, loader
 

@@ -170,7 +170,7 @@ class ClipScorer(EmbeddingScorer):
         pretrained: str | None = Field(None, description="open_clip pretrained tag, e.g. openai (needs internet once)")
         checkpoint: Path | None = Field(None, description="local weights: .safetensors, or a torch state dict")
         init_seed: int = Field(0, description="seed of the random init when no weights are given")
-        template: str = Field("{}", description="text template, e.g. 'a photo of {}'")
+        template: str | None = Field(None, description="text template, e.g. 'a photo of {}'; default: the prompter's, else '{}'")
         device: str = Field("auto", description="auto, cpu, cuda, cuda:1...")
         precision: Literal["fp32", "bf16", "fp16"] = "fp32"
         batch_size: int | None = Field(None, ge=1, description="split encoder calls into this many views")
@@ -185,7 +185,7 @@ class ClipScorer(EmbeddingScorer):
         problems = []
         if o.pretrained and o.checkpoint:
             problems.append(RefbenchError("both pretrained and checkpoint are given", "give one of them"))
-        if "{}" not in o.template:
+        if o.template is not None and "{}" not in o.template:
             problems.append(RefbenchError(f"template {o.template!r} has no '{{}}'", "write e.g. template: 'a photo of {}'"))
         device = None
         try:
@@ -214,6 +214,7 @@ class ClipScorer(EmbeddingScorer):
         self._text_cache: dict[bytes, torch.Tensor] = {}  # token ids -> features; only valid while weights are fixed
         self.tokenizer = open_clip.get_tokenizer(self.arch)
         self._token_cache: dict[str, np.ndarray] = {}  # phrase -> token ids
+        self.template = o.template or "{}"  # until use_prompter names the method's prompter
         cfg = open_clip.get_model_preprocess_cfg(self.model)
         size = cfg["size"]
         self.size = size if isinstance(size, int) else size[0]
@@ -229,6 +230,14 @@ class ClipScorer(EmbeddingScorer):
             with torch.inference_mode(), self.autocast():
                 self.model.encode_image(torch.zeros(2, 3, self.size, self.size, device=self.device))
                 self.model.encode_text(self.tokenize(["warm up"]).to(self.device))
+
+    def use_prompter(self, prompter: Prompter | None) -> None:
+        """The phrase template: the config's, else the prompter's (its method's), else the bare phrase."""
+        template = self.options.template or (prompter.template if prompter is not None else None) or "{}"
+        if template != self.template:
+            self.template = template
+            self._token_cache.clear()
+            self._text_cache.clear()
 
     def check_prompter(self, prompter: Prompter | None) -> list[RefbenchError]:
         if prompter is not None and self.options.views == "resized" and not prompter.renders_resized:
@@ -311,7 +320,7 @@ class ClipScorer(EmbeddingScorer):
         """Token ids ``[len(texts), context]``. open_clip's BPE runs in Python, so each distinct
         phrase is tokenised once (a call's new ones together) and kept (see :meth:`_cached`)."""
         ids = self._cached(self._token_cache, texts,
-                           lambda rows: self.tokenizer([self.options.template.format(texts[i]) for i in rows]).numpy())
+                           lambda rows: self.tokenizer([self.template.format(texts[i]) for i in rows]).numpy())
         return torch.from_numpy(np.stack(ids))
 
     def prepare_texts(self, texts: Sequence[str]) -> torch.Tensor:
@@ -340,7 +349,7 @@ class ClipScorer(EmbeddingScorer):
     def describe(self) -> dict[str, Any]:
         o = self.options
         info: dict[str, Any] = {"arch": self.arch, "pretrained": o.pretrained, "device": str(self.device),
-                                "params": sum(p.numel() for p in self.model.parameters())}
+                                "template": self.template, "params": sum(p.numel() for p in self.model.parameters())}
         if o.checkpoint is not None:
             info.update({"checkpoint": str(o.checkpoint), "checkpoint_sha256": sha256(o.checkpoint),
                          "trained": self.checkpoint_meta})

@@ -222,6 +222,7 @@ def train(config: TrainConfig, console: Console | None = None, restart: bool = F
         raise RefbenchError("training in fp16 needs gradient scaling, which this recipe does not do", "use precision: bf16 or fp32")
     scorer = build_component("scorer", {"plugin": "clip", **config.model}, "model")
     prompter = build_component("prompter", config.prompter.as_dict(), "prompter")
+    scorer.use_prompter(prompter)
     items = list(build_component("dataset", config.data.as_dict(), "data"))
     records = records_of(items)
     if not records:

@@ -128,6 +128,9 @@ def build_parts(config: BenchmarkConfig, reg: Registry | None = None) -> tuple[B
             continue
         scorer, prompter = built[where + ".scorer"], built.get(where + ".prompter")
         if scorer is not None and (prompter is not None or m.prompter is None):
-            problems.extend(p.within(f"{where}: ") for p in scorer.check_prompter(prompter))
+            found = scorer.check_prompter(prompter)
+            problems.extend(p.within(f"{where}: ") for p in found)
+            if not found:
+                scorer.use_prompter(prompter)
         bench.methods.append(Method(m.id, scorer=scorer, prompter=prompter))
     return bench, problems
