@@ -86,3 +86,12 @@ def test_many_images_judged_together_equal_each_phrase_judged_by_hand():
     bad[k][3][-1, -1] = np.inf
     with pytest.raises(RefbenchError, match=rf"non-finite logits for image {k}\b"):
         judge_many(bad, protocol, "m")
+
+
+def test_sum_and_mean_of_logits():
+    from refbench.builtins.combinators import MeanLogits, SumLogits
+
+    a, b = np.array([[1.0, 3.0]]), np.array([[2.0, -1.0]])
+    assert np.allclose(SumLogits(SumLogits.Options(of=["a", "b"])).combine([a, b]), [[3.0, 2.0]])
+    assert np.allclose(SumLogits(SumLogits.Options(of=["a", "b"], weights=[2, 1])).combine([a, b]), [[4.0, 5.0]])
+    assert np.allclose(MeanLogits(MeanLogits.Options(of=["a", "b"])).combine([a, b]), [[1.5, 1.0]])

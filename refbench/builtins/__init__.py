@@ -34,7 +34,7 @@ def refbench_scorers():
 
 @hookimpl
 def refbench_combinators():
-    return {"mean_logits": f"{_HERE}.combinators:MeanLogits"}
+    return {"mean_logits": f"{_HERE}.combinators:MeanLogits", "sum_logits": f"{_HERE}.combinators:SumLogits"}
 
 
 @hookimpl

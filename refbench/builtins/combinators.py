@@ -14,7 +14,7 @@ class MeanLogits(Combinator):
     """(Weighted) mean of the members' logits, as the CLIP fine-tuning paper's ensemble."""
 
     class Options(Options):
-        of: list[str] = Field(min_length=1, description="ids of the methods to average")
+        of: list[str] = Field(min_length=1, description="ids of the member methods")
         weights: list[float] | None = Field(None, description="one per member; default equal")
 
         @model_validator(mode="after")
@@ -33,3 +33,15 @@ class MeanLogits(Combinator):
         stacked = np.stack([np.asarray(x, dtype=np.float64) for x in logits])
         weights = np.asarray(self.options.weights or [1.0] * len(logits), dtype=np.float64)
         return np.tensordot(weights / weights.sum(), stacked, axes=1)
+
+
+class SumLogits(MeanLogits):
+    """(Weighted) sum of the members' logits, e.g. one model's logits under several visual prompts (ReCLIP)."""
+
+    class Options(MeanLogits.Options):
+        pass
+
+    def combine(self, logits: Sequence[np.ndarray]) -> np.ndarray:
+        stacked = np.stack([np.asarray(x, dtype=np.float64) for x in logits])
+        weights = np.asarray(self.options.weights or [1.0] * len(logits), dtype=np.float64)
+        return np.tensordot(weights, stacked, axes=1)
