@@ -50,18 +50,24 @@ def test_gt_proposals_give_a_perfect_upper_bound(synth_root, tmp_path, write_con
     assert m["oracle"]["accuracy"] == 100.0
 
 
-def test_torn_journal_line_is_dropped_and_the_run_resumed(synth_root, tmp_path, write_config):
+def interrupted(synth_root, tmp_path, write_config):
+    """A config, the metrics of an uninterrupted run, and a second run marked as interrupted (its
+    journal's lines, for the test to damage)."""
     config = load_config(write_config(bench_yaml(synth_root, BASELINES)))
     full = read_record(run_benchmark(config, Store(tmp_path / "a")).dir)["metrics"]
-
     store = Store(tmp_path / "b")
     run = run_benchmark(config, store)
     lines = run.journal.path.read_bytes().splitlines(keepends=True)
-    # simulate a crash: the record says running, the journal ends in a half-written line
     rec = json.loads((run.dir / "run.json").read_text())
     rec.update(status="running")
     rec.pop("metrics")
     (run.dir / "run.json").write_text(json.dumps(rec))
+    return config, full, store, run, lines
+
+
+def test_torn_journal_line_is_dropped_and_the_run_resumed(synth_root, tmp_path, write_config):
+    # a crash: the record says running, the journal ends in a half-written line
+    config, full, store, run, lines = interrupted(synth_root, tmp_path, write_config)
     run.journal.path.write_bytes(b"".join(lines[: len(lines) // 3]) + lines[len(lines) // 3][:17])
     resumed = run_benchmark(config, store)
     assert resumed.dir == run.dir
@@ -172,14 +178,7 @@ def test_a_forked_worker_does_not_keep_the_run_locked(tmp_path):
 
 
 def test_corrupt_journal_lines_are_reported_taken_out_and_computed_again(synth_root, tmp_path, write_config):
-    config = load_config(write_config(bench_yaml(synth_root, BASELINES)))
-    full = read_record(run_benchmark(config, Store(tmp_path / "a")).dir)["metrics"]
-    store = Store(tmp_path / "b")
-    run = run_benchmark(config, store)
-    lines = run.journal.path.read_bytes().splitlines(keepends=True)
-    rec = json.loads((run.dir / "run.json").read_text())
-    rec.update(status="running")
-    (run.dir / "run.json").write_text(json.dumps(rec))
+    config, full, store, run, lines = interrupted(synth_root, tmp_path, write_config)
     damaged = list(lines)
     damaged[4] = b'{"method": "random", "sent_id": 1\n'  # cut JSON in the middle of the file
     damaged[9] = b"\x00\x00garbage\n"
