@@ -240,6 +240,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     c.set_defaults(handler=cmd_compare)
 
+    from .show import add_command as add_show  # argparse only: its work loads when it runs
+    add_show(sub, results_default)
 
     pl = sub.add_parser("plugins", help="list installed components")
     pl.add_argument("--strict", action="store_true", help="exit 1 if a plugin failed to load")
