@@ -9,7 +9,7 @@ import shutil
 import pytest
 from rich.console import Console
 
-from refbench import cli
+from refbench import commands
 from refbench.cli import main
 from refbench.leaderboard import Row, _short_id, collect, render
 from refbench.plugins import registry
@@ -49,7 +49,7 @@ def terminal(monkeypatch):
             monkeypatch.delenv("COLUMNS", raising=False)
         else:
             monkeypatch.setenv("COLUMNS", str(width))
-        monkeypatch.setattr(cli, "console", Console(color_system=None))  # reads COLUMNS now, not at import
+        monkeypatch.setattr(commands, "console", Console(color_system=None))  # reads COLUMNS now, not at import
 
     return make
 
@@ -197,7 +197,7 @@ def test_run_summary_fits(terminal, capsys, results):
 
     record = json.loads(next(results.glob("*baselines*/run.json")).read_text())
     terminal(60)
-    cli._print_run(record)
+    commands._print_run(record)
     out = capsys.readouterr().out.splitlines()
     assert max(map(len, out)) <= 60
     assert all(any(f"│ {m} " in x for x in out) for m in record["metrics"])
