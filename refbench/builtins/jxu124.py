@@ -27,7 +27,7 @@ from pydantic import Field
 from ..boxes import Box
 from ..errors import RefbenchError
 from .lmms_lab import boxes_of, missing_columns
-from .layouts import LayoutDataset, check_boxes
+from .layouts import LayoutDataset, check_boxes, image_folder_problems
 from .reconcile import Row, split_takes
 
 COLUMNS = ("ref_id", "ann_id", "image_id", "split", "sentences", "bbox", "raw_image_info")
@@ -59,10 +59,7 @@ class Jxu124Dataset(LayoutDataset):
 
     @classmethod
     def check_files(cls, options: Any) -> list[RefbenchError]:
-        problems = []
-        if not options.images.is_dir():
-            problems.append(RefbenchError(f"image folder not found: {options.images}",
-                                          "set dataset.images to the folder holding the data set's images (COCO train2014)"))
+        problems = image_folder_problems(options.images)
         if not options.root.is_dir():
             return problems
         files = parquet_files(options.root)

@@ -39,6 +39,14 @@ def check_boxes(rows: Sequence[tuple[str, Sequence[float], int, int]], fmt: Lite
                             f"reader of the layout that stores {other}")
 
 
+def image_folder_problems(images: Path) -> list[RefbenchError]:
+    """A missing COCO image folder, for the layouts that do not embed images."""
+    if images.is_dir():
+        return []
+    return [RefbenchError(f"image folder not found: {images}",
+                          "set dataset.images to the folder holding the data set's images (COCO train2014)")]
+
+
 def image_name(ref_file_name: str) -> tuple[str, int]:
     """The image file and image id in refer's per-ref file name (``COCO_train2014_000000580957_4.jpg``
     -> ``COCO_train2014_000000580957.jpg``, 580957): the name less its last ``_`` part, as MDETR's

@@ -25,7 +25,7 @@ from pydantic import Field
 
 from ..boxes import Box
 from ..errors import RefbenchError
-from .layouts import LayoutDataset, check_boxes
+from .layouts import LayoutDataset, check_boxes, image_folder_problems
 from .reconcile import Row
 
 
@@ -45,10 +45,7 @@ class MdetrDataset(LayoutDataset):
 
     @classmethod
     def check_files(cls, options: Any) -> list[RefbenchError]:
-        problems = []
-        if not options.images.is_dir():
-            problems.append(RefbenchError(f"image folder not found: {options.images}",
-                                          "set dataset.images to the folder holding the data set's images (COCO train2014)"))
+        problems = image_folder_problems(options.images)
         if options.root.is_dir():
             for split in options.splits:
                 path = split_file(options.root, options.dataset, split)
