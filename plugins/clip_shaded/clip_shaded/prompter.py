@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Sequence
+import io
+from typing import Annotated, Literal, Sequence
 
 import numpy as np
 from PIL import Image
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from refbench import Box, Options, Prompter
+from refbench import Box, Options, Prompter, RefbenchError
 
 LIMEGREEN = (50, 205, 50)
 
@@ -23,16 +24,37 @@ def pixel_bounds(b: Box, width: int, height: int) -> tuple[int, int, int, int]:
 
 
 class GreenShade(Prompter):
-    """Fills the box with a colour at an opacity and outlines it (default limegreen, 0.5, 2 px)."""
+    """Fills the box with a colour at an opacity and outlines it (default limegreen, 0.5, 2 px).
+
+    ``style: seed`` draws as the original fine-tuning code wrote its views instead (see
+    :func:`seed_view`); such views exist only on the full image (no ``views: resized``).
+    """
 
     class Options(Options):
         colour: tuple[Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)],
                       Annotated[int, Field(ge=0, le=255)]] = Field(LIMEGREEN, description="RGB of fill and outline")
-        alpha: float = Field(0.5, ge=0, le=1, description="opacity of the fill")
-        outline: int = Field(2, ge=0, description="outline width in pixels, drawn inside the box")
+        alpha: float = Field(0.5, ge=0, le=1, description="opacity of the fill (style seed: select_zone's alpha)")
+        outline: int = Field(2, ge=0, description="outline width in pixels, drawn inside the box (style seed: the rectangles' thickness)")
+        style: Literal["refbench", "seed"] = Field(
+            "refbench", description="refbench: this fill and outline; seed: the fine-tuning code's drawing, JPEG round trip included")
+
+        @model_validator(mode="after")
+        def _seed_needs_an_outline(self):
+            if self.style == "seed" and self.outline < 1:
+                raise ValueError("style seed draws OpenCV rectangles, which are at least 1 px wide: set outline >= 1")
+            return self
+
+    def __init__(self, options: Options | None = None) -> None:
+        super().__init__(options)
+        if self.options.style == "seed":  # JPEG views: made on the full image only, and changed everywhere
+            self.renders_resized = False
+            self.draws_within_box = None
 
     def render(self, image: Image.Image, boxes: Sequence[Box]) -> list[Image.Image]:
         base = np.asarray(image.convert("RGB"))
+        if self.options.style == "seed":
+            o = self.options
+            return [jpeg_round_trip(seed_view(base, box, o.colour, o.alpha, o.outline)) for box in boxes]
         views = self._shade_all(base, boxes, self.options.outline)
         return [Image.fromarray(view) for view in views]
 
@@ -41,6 +63,9 @@ class GreenShade(Prompter):
     def render_resized(self, image: np.ndarray, boxes: Sequence[Box], scale: float, out: np.ndarray | None = None) -> np.ndarray:
         """The same arithmetic as :meth:`render` on an image already resized to the model's input;
         the outline shrinks by ``scale`` (at least 1 px)."""
+        if self.options.style == "seed":
+            raise RefbenchError("green_shade style seed draws only on the full image (its views are JPEG round trips)",
+                                "use the scorer's views: exact")
         t = max(1, round(self.options.outline * scale)) if self.options.outline else 0
         return self._shade_all(image, boxes, t, out)
 
@@ -70,3 +95,127 @@ class GreenShade(Prompter):
                     continue
             view[y0:y1, x0:x1] = blended[y0 - top : y1 - top, x0 - left : x1 - left]
         return views
+
+
+# ---------------------------------------------------------------- style: seed
+#
+# The original fine-tuning code (davidbchang/clip-refcoco, create_refexp_data.py) drew every
+# candidate on a BGR copy of the image, wrote it with cv2.imwrite and read it back with Pillow:
+#
+#   x1, y1, w, h = [int(k) for k in box]
+#   view = opencv_draw_tools.select_zone(image.copy(), (x1, y1, x1 + w, y1 + h), alpha=0.5, color=limegreen,
+#                                        thickness=2, filled=True)
+#   view = cv2.rectangle(view, (x1, y1), (x1 + w, y1 + h), color=limegreen, thickness=2)
+#
+# select_zone (opencv-draw-tools-fernaperg 1.2.0, the last release under that import name) clamps
+# the corners, draws a "peephole" at opacity alpha, fills the box at opacity alpha / 3, and draws a
+# 2-px rectangle at opacity alpha. The functions below draw the same pixels with numpy; the colour
+# is given in RGB (the original's BGR colour on a BGR image is the same colour).
+
+PEEPHOLE_ARM = 7  # select_zone's peephole: 7-px arms at the corners (3 px wide) and mid-edges (1 px)
+
+
+def cv_blend(colour: Sequence[int], pixels: np.ndarray, alpha: float) -> np.ndarray:
+    """``cv2.addWeighted(overlay, alpha, frame, 1 - alpha, 0)`` where the overlay is ``colour``: float32
+    weights, ``fma(colour, alpha, frame * (1 - alpha))`` rounded to float32 once, then to the nearest
+    integer (ties to even), as OpenCV's vectorised 8-bit path computes it."""
+    beta_term = (pixels.astype(np.float32) * np.float32(1 - alpha)).astype(np.float64)
+    exact = np.asarray(colour, dtype=np.float64) * np.float64(np.float32(alpha)) + beta_term  # exact in float64
+    return np.clip(np.rint(exact.astype(np.float32)), 0, 255).astype(np.uint8)
+
+
+def _fill(mask: np.ndarray, xa: int, ya: int, xb: int, yb: int) -> None:
+    """Set the inclusive pixel rectangle ``[xa, xb] x [ya, yb]`` of ``mask``, clipped to it."""
+    h, w = mask.shape
+    xa, ya, xb, yb = max(xa, 0), max(ya, 0), min(xb, w - 1), min(yb, h - 1)
+    if xa <= xb and ya <= yb:
+        mask[ya : yb + 1, xa : xb + 1] = True
+
+
+def _disc(mask: np.ndarray, x: int, y: int, r: int) -> None:
+    """OpenCV's filled circle of integer radius ``r`` at ``(x, y)``: the pixels with ``dx² + dy² <= r²``."""
+    for dy in range(-r, r + 1):
+        half = int(np.sqrt(r * r - dy * dy))
+        _fill(mask, x - half, y + dy, x + half, y + dy)
+
+
+def cv_segment(mask: np.ndarray, p0: tuple[int, int], p1: tuple[int, int], thickness: int, caps: Sequence[tuple[int, int]]) -> None:
+    """An axis-aligned ``cv2.line`` (8-connected) from ``p0`` to ``p1`` into ``mask``: 1 px wide, both ends
+    included, when ``thickness <= 1``; otherwise a band ``(thickness + 1) // 2`` pixels to each side of
+    the segment (over its length) with a filled circle of that radius at each point of ``caps``."""
+    (x0, y0), (x1, y1) = p0, p1
+    if thickness <= 1:
+        _fill(mask, min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        return
+    d = (thickness + 1) // 2
+    if (x0, y0) != (x1, y1):
+        if y0 == y1:
+            _fill(mask, min(x0, x1), y0 - d, max(x0, x1), y0 + d)
+        else:
+            _fill(mask, x0 - d, min(y0, y1), x0 + d, max(y0, y1))
+    for x, y in caps:
+        _disc(mask, x, y, d)
+
+
+def cv_rectangle(mask: np.ndarray, x1: int, y1: int, x2: int, y2: int, thickness: int) -> None:
+    """``cv2.rectangle(img, (x1, y1), (x2, y2), colour, thickness)`` into ``mask``: its four edges as
+    thick lines with a round cap at every corner; ``thickness < 0`` fills it (corners included)."""
+    if thickness < 0:
+        _fill(mask, min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+        return
+    corners = [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
+    for i, p in enumerate(corners):
+        q = corners[(i + 1) % 4]
+        cv_segment(mask, p, q, thickness, [q])
+
+
+def select_zone_position(x1: int, y1: int, x2: int, y2: int, width: int, height: int, t: int) -> tuple[int, int, int, int]:
+    """select_zone's corner adjustment: the corners clamped to the image (the release raises for corners
+    off the image; they are clamped here), then kept ``t`` pixels inside it and ``t`` apart."""
+    x1, x2 = (min(max(v, 0), width) for v in (x1, x2))
+    y1, y2 = (min(max(v, 0), height) for v in (y1, y2))
+    x2 = int(min(max(x2, 2 * t), width - t))
+    y2 = int(min(max(y2, 2 * t), height - t))
+    return int(min(max(x1, t), x2 - t)), int(min(max(y1, t), y2 - t)), x2, y2
+
+
+def seed_view(image: np.ndarray, box: Box, colour: Sequence[int], alpha: float, t: int) -> np.ndarray:
+    """One candidate drawn as the fine-tuning code drew it, before its JPEG round trip (H x W x 3 uint8):
+    the box's coordinates truncated with ``int()``; select_zone's peephole (blended at ``alpha``), its
+    fill (at ``alpha / 3``) and its ``t``-px rectangle (at ``alpha``) on the adjusted corners; then an
+    opaque ``t``-px ``cv2.rectangle`` from ``(x1, y1)`` to ``(x1 + w, y1 + h)``, centred on the edges."""
+    h, w = image.shape[:2]
+    x1, y1, bw, bh = (int(v) for v in (box.x, box.y, box.w, box.h))
+    ax1, ay1, ax2, ay2 = select_zone_position(x1, y1, x1 + bw, y1 + bh, w, h, t)
+    frame = image.copy()
+    arm = PEEPHOLE_ARM
+    if ax2 - ax1 > 2 * 2 + arm and ay2 - ay1 > 2 * 2 + arm:  # add_peephole's own thickness: 2
+        mask = np.zeros((h, w), dtype=bool)
+        for (xa, ya), (xb, yb) in [((ax1, ay1), (ax1 + arm, ay1)), ((ax2, ay1), (ax2 - arm, ay1)), ((ax1, ay2), (ax1 + arm, ay2)),
+                                   ((ax2, ay2), (ax2 - arm, ay2)), ((ax1, ay1), (ax1, ay1 + arm)), ((ax1, ay2), (ax1, ay2 - arm)),
+                                   ((ax2, ay1), (ax2, ay1 + arm)), ((ax2, ay2), (ax2, ay2 - arm))]:
+            cv_segment(mask, (xa, ya), (xb, yb), 3, [(xa, ya), (xb, yb)])
+        ym, xm = (ay1 + ay2) // 2, (ax1 + ax2) // 2
+        for (xa, ya), (xb, yb) in [((ax1, ym), (ax1 + arm, ym)), ((ax2, ym), (ax2 - arm, ym)),
+                                   ((xm, ay1), (xm, ay1 + arm)), ((xm, ay2), (xm, ay2 - arm))]:
+            cv_segment(mask, (xa, ya), (xb, yb), 1, [])
+        frame[mask] = cv_blend(colour, frame[mask], alpha)
+    fill = (slice(ay1, ay2 + 1), slice(ax1, ax2 + 1))
+    frame[fill] = cv_blend(colour, frame[fill], alpha / 3.0)
+    mask = np.zeros((h, w), dtype=bool)
+    cv_rectangle(mask, ax1, ay1, ax2, ay2, t)
+    frame[mask] = cv_blend(colour, frame[mask], alpha)
+    mask[:] = False
+    cv_rectangle(mask, x1, y1, x1 + bw, y1 + bh, t)
+    frame[mask] = np.asarray(colour, dtype=np.uint8)
+    return frame
+
+
+def jpeg_round_trip(view: np.ndarray, quality: int = 95) -> Image.Image:
+    """``view`` written as a baseline JPEG at ``quality`` with 4:2:0 chroma (cv2.imwrite's defaults) by
+    Pillow's libjpeg, and decoded again by Pillow, as the fine-tuning code's data loader read its views."""
+    buffer = io.BytesIO()
+    Image.fromarray(view).save(buffer, "JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return decoded.convert("RGB")
