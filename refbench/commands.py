@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         run = run_benchmark(config, _store(args), Path(args.config), resume=args.resume, fresh=args.new,
                             progress=progress, announce=lambda s: errors.print(f"[yellow]{escape(s)}", soft_wrap=True))
-    _print_run(run.record)
-    console.print(f"saved [bold]{run.dir}[/]")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports for all
+        _print_run(run.record)
+        console.print(f"saved [bold]{run.dir}[/]")
     return 0
 
 

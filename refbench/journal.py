@@ -47,7 +47,8 @@ class JournalRepair:
                 "duplicate_lines": list(self.duplicate_lines)}
 
 
-def _parse(line: bytes) -> dict[str, Any] | None:
+def parse_line(line: bytes) -> dict[str, Any] | None:
+    """A journal line's prediction record, or None if the line is not one."""
     try:
         record = json.loads(line.decode("utf-8"))
     except ValueError:  # includes UnicodeDecodeError
@@ -80,7 +81,7 @@ class Journal:
                 if not line.endswith(b"\n"):  # only the last line can lack its newline
                     torn = len(line)
                     break
-                record = _parse(line)
+                record = parse_line(line)
                 if record is None:
                     corrupt.append(number)
                 elif (key := (record["method"], record["sent_id"])) in seen:
@@ -112,7 +113,7 @@ class Journal:
             return
         with self.path.open("rb") as f:
             for number, line in enumerate(f, start=1):
-                record = _parse(line)
+                record = parse_line(line)
                 if record is None:
                     raise RefbenchError(f"{self.path}: line {number} is not a prediction record",
                                         "another process wrote to the journal; rerun the command to repair and resume")

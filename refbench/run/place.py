@@ -8,11 +8,13 @@ Two placements:
   models, on one thread (``workers``): on a machine with few cores, single-threaded pipelines
   side by side keep every core busy while the others decode. One thread each, because
   OpenMP's thread pool does not survive a fork.
+
+Under torchrun, "the CPUs" are this rank's equal share of the machine's (see
+:func:`~refbench.run.distributed.cpu_share`).
 """
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple, Sequence
 
 import torch
@@ -20,6 +22,7 @@ import torch
 from ..config import RunnerConfig
 from ..errors import RefbenchError
 from .components import Method
+from .distributed import cpu_share
 
 MAX_AUTO_WORKERS = 8  # model copies (worker scoring) or preparing processes that ``auto`` starts at most
 
@@ -28,7 +31,7 @@ def worker_count(workers: int | str) -> int:
     """Background processes for ``workers`` when the main process runs the model (evaluation with
     ``scoring: main``, training): ``auto`` leaves two CPUs to the model, at most 8 (0 on 2 CPUs)."""
     if workers == "auto":
-        return max(0, min(MAX_AUTO_WORKERS, (os.cpu_count() or 1) - 2))
+        return max(0, min(MAX_AUTO_WORKERS, cpu_share() - 2))
     return int(workers)
 
 
@@ -48,7 +51,7 @@ def placement(runner: RunnerConfig, methods: Sequence[Method]) -> Placement:
     """``scoring: auto`` scores in workers when every model is on the CPU, CUDA is not in use, and
     there are 2 to 8 CPUs (one single-threaded pipeline per CPU uses them all; beyond that, one
     thread per worker would leave cores idle). Then ``workers: auto`` is one per CPU."""
-    cpus = os.cpu_count() or 1
+    cpus = cpu_share()
     gpu = [m.id for m in methods if m.scorer is not None and m.scorer.on_gpu]
     if runner.scoring == "workers" and gpu:
         raise RefbenchError(f"runner.scoring is workers, but method {gpu[0]!r} runs on a GPU",

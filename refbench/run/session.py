@@ -14,9 +14,12 @@ from ..errors import RefbenchError
 from ..interfaces import ImageItem, Proposer
 from ..metrics import summarize
 from ..protocol import conventions
+from ..journal import Journal
 from ..results import Run, Store, new_record
+from . import merge
 from .components import Bench, Method, build
-from .place import placement
+from .distributed import World, run_ranked
+from .place import Placement, placement
 from .proposals import Proposals, propose_all, propose_for, selectors
 from .record import Recorder, judge_images
 from .stream import score_stream
@@ -49,6 +52,9 @@ def run_benchmark(config: BenchmarkConfig, store: Store, config_path: Path | Non
     ``resume``: a run id to continue; otherwise the newest interrupted run of the same config is
     continued unless ``fresh``.
     """
+    world = World.detect()  # under torchrun: one rank of several
+    if world is not None:
+        world.prepare()
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
     bench = build(config)
@@ -60,6 +66,13 @@ def run_benchmark(config: BenchmarkConfig, store: Store, config_path: Path | Non
                         methods={m.id: m.describe() for m in bench.methods},
                         data={"dataset": bench.dataset.describe(),
                               "proposer": bench.proposer.describe() if bench.proposer is not None else None})
+    if world is not None:
+        def stream(todo: list[ImageItem], journal: Journal, done: set[tuple[str, int]], place: Placement, total: int) -> dict[str, Any]:
+            return _stream(bench, todo, proposals, journal, done, place, progress, total)
+
+        return run_ranked(world, bench, items, proposals, record, store,
+                          lambda: _open(config, store, record, resume, fresh, announce), stream,
+                          announce if world.rank == 0 else lambda s: None)
     run = _open(config, store, record, resume, fresh, announce)
     try:
         return _execute(bench, items, proposals, run, progress, announce)
@@ -103,9 +116,39 @@ def _changed_inputs(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     return None
 
 
+def _stream(bench: Bench, todo: list[ImageItem], proposals: Proposals, journal: Journal, done: set[tuple[str, int]],
+            place: Placement, progress: ProgressFn | None, total: int) -> dict[str, Any]:
+    """Score ``todo`` (of ``total`` images) and append its predictions not in ``done`` to ``journal``,
+    synced; returns the images, views and predictions written, and the wall time."""
+    start = time.perf_counter()
+    counts = {"images": total - len(todo), "views": 0, "written": 0}
+
+    def counted(images: int, views: int, written: int) -> None:
+        counts["images"] += images
+        counts["views"] += views
+        counts["written"] += written
+        if progress:
+            progress(counts["images"], total, counts["written"])
+
+    counted(0, 0, 0)
+    recorder = Recorder(journal, bench.config.protocol, done, background=place.workers > 0 and not place.scoring_in_workers,
+                        counted=counted, grounders=frozenset(m.id for m in bench.methods if m.grounder is not None))
+    try:
+        for scored in score_stream(todo, proposals.boxes, bench.methods, bench.config.runner.batch_size, place):
+            recorder.put(scored)
+    finally:
+        recorder.close()
+    journal.sync()
+    return {**counts, "wall_s": round(time.perf_counter() - start, 3)}
+
+
 def _execute(bench: Bench, items: list[ImageItem], proposals: Proposals, run: Run, progress: ProgressFn | None,
              announce: Announce) -> Run:
     config = bench.config
+    if merge.rank_files(run.dir):  # a distributed run continued by one process: its journals become one
+        merged = merge.merge(run.dir, repair=True)
+        merge.drop_rank_files(run.dir)
+        announce(f"run {run.id}: merged {merged['journals']} journals of its torchrun ranks into {run.journal.path.name}")
     repair, done = run.journal.repair()
     if done or repair:
         rejected = " (kept in predictions.rejected)" if repair.corrupt_lines or repair.duplicate_lines else ""
@@ -117,28 +160,10 @@ def _execute(bench: Bench, items: list[ImageItem], proposals: Proposals, run: Ru
     if config.proposer is not None and config.proposer.invalid == "drop":
         run.record_proposals(proposals.summary("drop"))
     session = run.start_session(kept=len(done), images=len(todo), placement=place.describe(len(todo)), repair=repair)
-
-    start = time.perf_counter()
-    counts = {"images": len(items) - len(todo), "views": 0, "written": 0}
-
-    def counted(images: int, views: int, written: int) -> None:
-        counts["images"] += images
-        counts["views"] += views
-        counts["written"] += written
-        if progress:
-            progress(counts["images"], len(items), counts["written"])
-
-    counted(0, 0, 0)
-    recorder = Recorder(run.journal, config.protocol, done, background=place.workers > 0 and not place.scoring_in_workers,
-                        counted=counted, grounders=frozenset(m.id for m in bench.methods if m.grounder is not None))
-    try:
-        for scored in score_stream(todo, proposals.boxes, bench.methods, config.runner.batch_size, place):
-            recorder.put(scored)
-    finally:
-        recorder.close()
-    wall = time.perf_counter() - start
+    counts = _stream(bench, todo, proposals, run.journal, done, place, progress, len(items))
+    wall = counts["wall_s"]
     run.complete(session, expected=len(method_ids) * sum(len(i.refs) for i in items), uncertainty=config.uncertainty,
-                 wall_s=round(wall, 3), written=counts["written"], views=counts["views"],
+                 wall_s=wall, written=counts["written"], views=counts["views"],
                  images_per_s=round(len(todo) / wall, 2) if wall > 0 else None)
     for m in bench.methods:
         line = m.grounder.report() if m.grounder is not None else None
