@@ -19,7 +19,7 @@ _EXPORTS: dict[str, str] = {
     "Component": "interfaces", "Options": "interfaces", "Dataset": "interfaces", "Proposer": "interfaces",
     "Prompter": "interfaces", "Scorer": "interfaces", "EmbeddingScorer": "interfaces", "Combinator": "interfaces",
     "Grounder": "interfaces",
-    "ImageItem": "interfaces", "Ref": "interfaces", "Annotation": "interfaces", "ScoreRequest": "interfaces",
+    "ImageItem": "items", "Ref": "items", "Annotation": "items", "ScoreRequest": "items",
     # boxes and IoU
     "Box": "boxes", "IoUConvention": "boxes", "as_array": "boxes", "iou": "boxes", "iou_matrix": "boxes",
     "box_problem": "boxes", "check_boxes": "boxes",
@@ -60,7 +60,8 @@ if TYPE_CHECKING:
     from .errors import RefbenchError
     from .files import atomic_path, sha256, write_atomic
     from .hookspecs import hookimpl
-    from .interfaces import (Annotation, Combinator, Component, Dataset, EmbeddingScorer, Grounder, ImageItem, Options,
-                             Prompter, Proposer, Ref, Scorer, ScoreRequest)
+    from .interfaces import (Combinator, Component, Dataset, EmbeddingScorer, Grounder, Options, Prompter, Proposer,
+                             Scorer)
+    from .items import Annotation, ImageItem, Ref, ScoreRequest
     from .provenance import package_versions
     from .run import Method, build_component, evaluate, join_tensors, load_image, worker_count

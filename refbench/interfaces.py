@@ -8,8 +8,6 @@ field's name before any work starts.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
@@ -18,6 +16,10 @@ from pydantic import BaseModel, ConfigDict
 
 from .boxes import Box
 from .errors import RefbenchError
+from .items import Annotation, ImageItem, Ref, ScoreRequest
+
+__all__ = ["Annotation", "Combinator", "Component", "Dataset", "EmbeddingScorer", "Grounder", "ImageItem", "Options",
+           "Prompter", "Proposer", "Ref", "ScoreRequest", "Scorer"]
 
 
 class Options(BaseModel):
@@ -50,57 +52,6 @@ class Component:
     def describe(self) -> dict[str, Any]:
         """Provenance recorded in results (file hashes, resolved weights...)."""
         return {}
-
-
-# ---------------------------------------------------------------- data
-
-
-@dataclass(frozen=True, slots=True)
-class Annotation:
-    """One annotated object of an image (COCO ``annotations`` entry)."""
-
-    id: int
-    box: Box
-    category: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Ref:
-    """One phrase (one RefCOCO sentence): the unit that is scored and counted."""
-
-    sent_id: int
-    ref_id: int
-    ann_id: int
-    text: str
-    box: Box
-    split: str
-    phrase_type: str = ""  # SynthRef tags phrases; real data leaves it empty
-
-
-@dataclass(frozen=True, slots=True)
-class ImageItem:
-    """An image with every phrase about it: the runner's unit of work."""
-
-    image_id: int
-    path: Path
-    width: int
-    height: int
-    refs: tuple[Ref, ...]
-    annotations: tuple[Annotation, ...] = field(default=())
-
-
-@dataclass(slots=True)
-class ScoreRequest:
-    """What a scorer sees for one image."""
-
-    item: ImageItem
-    refs: Sequence[Ref]
-    boxes: Sequence[Box]
-    views: Any = None  # whatever ``Scorer.prepare`` returned, when ``uses_views``
-
-    @property
-    def texts(self) -> list[str]:
-        return [r.text for r in self.refs]
 
 
 # ---------------------------------------------------------------- interfaces
@@ -146,6 +97,14 @@ class Prompter(Component, ABC):
 
     #: True when :meth:`render_resized` is implemented.
     renders_resized: ClassVar[bool] = False
+    #: When set, every view equals the image except within this many pixels (plus one, for rounding)
+    #: of its box, clipped to the image (or at the image's pixel nearest a box outside it): a scorer
+    #: may then recompute only there (the clip scorer's exact views do). None: views may differ anywhere.
+    draws_within_box: ClassVar[int | None] = None
+
+    #: Phrases are cut to this many characters before the template is applied (as the method's
+    #: original code fed its tokeniser); None: whole phrases.
+    phrase_chars: ClassVar[int | None] = None
 
     #: The text template of the method this prompt comes from (``{}`` is the phrase), e.g.
     #: ``"{} is in red color."``; a scorer that formats phrases applies it unless its own config sets one.

@@ -312,3 +312,17 @@ def test_the_prompters_template_applies_unless_the_config_sets_one(synth_root, t
     assert a.describe()["template"] == "{} is in red color."
     expected = a.tokenizer(["red circle is in red color."])
     assert torch.equal(a.tokenize(["red circle"]), expected)
+
+
+def test_seed_style_cuts_phrases_to_150_characters(tiny_scorer):
+    """As the original code fed its tokeniser: the seed style's prompter asks the scorer to cut phrases."""
+    long = "the small red circle " * 12  # 252 characters
+    seed = GreenShade(GreenShade.Options(style="seed"))
+    try:
+        tiny_scorer.use_prompter(seed)
+        assert tiny_scorer.phrase_chars == 150
+        assert torch.equal(tiny_scorer.tokenize([long]), tiny_scorer.tokenizer([long[:150]]))
+        tiny_scorer.use_prompter(GreenShade())
+        assert torch.equal(tiny_scorer.tokenize([long]), tiny_scorer.tokenizer([long]))
+    finally:
+        tiny_scorer.use_prompter(None)

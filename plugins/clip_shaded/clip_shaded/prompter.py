@@ -49,6 +49,7 @@ class GreenShade(Prompter):
         if self.options.style == "seed":  # JPEG views: made on the full image only, and changed everywhere
             self.renders_resized = False
             self.draws_within_box = None
+            self.phrase_chars = 150  # create_refexp_data.py cuts phrases to 150 characters
 
     def render(self, image: Image.Image, boxes: Sequence[Box]) -> list[Image.Image]:
         base = np.asarray(image.convert("RGB"))
@@ -59,6 +60,7 @@ class GreenShade(Prompter):
         return [Image.fromarray(view) for view in views]
 
     renders_resized = True
+    draws_within_box = 0  # fill and outline stay inside each box's pixel bounds
 
     def render_resized(self, image: np.ndarray, boxes: Sequence[Box], scale: float, out: np.ndarray | None = None) -> np.ndarray:
         """The same arithmetic as :meth:`render` on an image already resized to the model's input;

@@ -17,6 +17,8 @@ from torchvision import transforms
 
 from refbench import Box, EmbeddingScorer, Options, Prompter, RefbenchError, atomic_path, join_tensors, sha256
 
+from .views import ExactViews
+
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIGS)  # tiny architectures that train on a CPU
 
@@ -215,6 +217,7 @@ class ClipScorer(EmbeddingScorer):
         self.tokenizer = open_clip.get_tokenizer(self.arch)
         self._token_cache: dict[str, np.ndarray] = {}  # phrase -> token ids
         self.template = o.template or "{}"  # until use_prompter names the method's prompter
+        self.phrase_chars: int | None = None
         cfg = open_clip.get_model_preprocess_cfg(self.model)
         size = cfg["size"]
         self.size = size if isinstance(size, int) else size[0]
@@ -224,6 +227,7 @@ class ClipScorer(EmbeddingScorer):
             transforms.Resize(self.size, interpolation=transforms.InterpolationMode.BICUBIC),
             transforms.CenterCrop(self.size),
         ])
+        self.exact = ExactViews(self.size)  # the same views for prompters that draw near their boxes only
         self.mean = torch.tensor(cfg["mean"], device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(cfg["std"], device=self.device).view(1, 3, 1, 1) * 255
         if self.device.type == "cuda":  # initialise CUDA, cuBLAS and cuDNN before any timing starts
@@ -232,10 +236,12 @@ class ClipScorer(EmbeddingScorer):
                 self.model.encode_text(self.tokenize(["warm up"]).to(self.device))
 
     def use_prompter(self, prompter: Prompter | None) -> None:
-        """The phrase template: the config's, else the prompter's (its method's), else the bare phrase."""
+        """The phrase template (the config's, else the prompter's, else the bare phrase) and the
+        prompter's phrase cut."""
         template = self.options.template or (prompter.template if prompter is not None else None) or "{}"
-        if template != self.template:
-            self.template = template
+        chars = prompter.phrase_chars if prompter is not None else None
+        if (template, chars) != (self.template, self.phrase_chars):
+            self.template, self.phrase_chars = template, chars
             self._token_cache.clear()
             self._text_cache.clear()
 
@@ -255,8 +261,11 @@ class ClipScorer(EmbeddingScorer):
         out = torch.empty((len(boxes), 3, self.size, self.size), dtype=torch.uint8)
         array = out.numpy().transpose(0, 2, 3, 1)  # the same memory, seen as N x H x W x 3
         if self.options.views == "exact":
-            for i, view in enumerate(prompter.render(image, boxes)):
-                array[i] = np.asarray(self.resize(view))
+            views = prompter.render(image, boxes)
+            if not (self._local_views(prompter, image, views)
+                    and self.exact.write(image, views, boxes, prompter.draws_within_box, array)):
+                for i, view in enumerate(views):
+                    array[i] = np.asarray(self.resize(view))
         else:
             if not prompter.renders_resized:
                 raise RefbenchError(f"prompter {type(prompter).__name__} draws only on the full image", "use the scorer's views: exact")
@@ -266,6 +275,13 @@ class ClipScorer(EmbeddingScorer):
             mapped = [Box(b.x * scale - left, b.y * scale - top, b.w * scale, b.h * scale) for b in boxes]
             prompter.render_resized(np.asarray(self.resize(image)), mapped, scale, out=array)
         return out
+
+    @staticmethod
+    def _local_views(prompter: Prompter, image: Image.Image, views: Sequence[Image.Image]) -> bool:
+        """Whether ``views`` may take :class:`ExactViews`: the prompter declares that they differ from
+        the image only near their boxes (``draws_within_box``), and image and views are RGB of one size."""
+        return (prompter.draws_within_box is not None and image.mode == "RGB"
+                and all(v.mode == "RGB" and v.size == image.size for v in views))
 
     def model_input(self, views: torch.Tensor) -> torch.Tensor:
         """uint8 views (any device) -> normalised float on the model's device."""
@@ -320,7 +336,8 @@ class ClipScorer(EmbeddingScorer):
         """Token ids ``[len(texts), context]``. open_clip's BPE runs in Python, so each distinct
         phrase is tokenised once (a call's new ones together) and kept (see :meth:`_cached`)."""
         ids = self._cached(self._token_cache, texts,
-                           lambda rows: self.tokenizer([self.template.format(texts[i]) for i in rows]).numpy())
+                           lambda rows: self.tokenizer([self.template.format(texts[i][: self.phrase_chars])
+                                                        for i in rows]).numpy())
         return torch.from_numpy(np.stack(ids))
 
     def prepare_texts(self, texts: Sequence[str]) -> torch.Tensor:

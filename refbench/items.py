@@ -1,0 +1,57 @@
+"""The data that flows between components: images, their phrases, their annotated boxes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .boxes import Box
+
+
+@dataclass(frozen=True, slots=True)
+class Annotation:
+    """One annotated object of an image (COCO ``annotations`` entry)."""
+
+    id: int
+    box: Box
+    category: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """One phrase (one RefCOCO sentence): the unit that is scored and counted."""
+
+    sent_id: int
+    ref_id: int
+    ann_id: int
+    text: str
+    box: Box
+    split: str
+    phrase_type: str = ""  # SynthRef tags phrases; real data leaves it empty
+
+
+@dataclass(frozen=True, slots=True)
+class ImageItem:
+    """An image with every phrase about it: the runner's unit of work."""
+
+    image_id: int
+    path: Path
+    width: int
+    height: int
+    refs: tuple[Ref, ...]
+    annotations: tuple[Annotation, ...] = field(default=())
+
+
+@dataclass(slots=True)
+class ScoreRequest:
+    """What a scorer sees for one image."""
+
+    item: ImageItem
+    refs: Sequence[Ref]
+    boxes: Sequence[Box]
+    views: Any = None  # whatever ``Scorer.prepare`` returned, when ``uses_views``
+
+    @property
+    def texts(self) -> list[str]:
+        return [r.text for r in self.refs]

@@ -1,0 +1,160 @@
+"""Exact views recomputed only where each box reaches are bit-identical to the full exact path."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms
+
+from refbench import Box
+
+from clip_shaded import ClipScorer, GreenShade
+from clip_shaded.views import ExactViews, changed_rect, crop_offsets, resized_size
+
+
+class Shade(GreenShade):
+    """GreenShade, declaring that it draws within its boxes."""
+
+    draws_within_box = 0
+
+
+class Halo(GreenShade):
+    """Draws 3 pixels beyond each box as well, and declares it (the margin a prompter may declare)."""
+
+    draws_within_box = 3
+
+    def render(self, image, boxes):
+        grown = [Box(b.x - 3, b.y - 3, b.w + 6, b.h + 6) for b in boxes]
+        return super().render(image, grown)
+
+
+class Anywhere(GreenShade):
+    """GreenShade that does not declare where it draws: the scorer keeps the full exact path."""
+
+    draws_within_box = None
+
+
+def reference(views, size):
+    """The full exact path: torchvision's Resize (shortest side, bicubic) and CenterCrop on each view."""
+    resize = transforms.Compose([transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+                                 transforms.CenterCrop(size)])
+    return np.stack([np.asarray(resize(v)) for v in views]) if views else np.empty((0, size, size, 3), np.uint8)
+
+
+def region_only(exact, image, views, boxes, margin):
+    """The region-only writer's views, written channels-first through a transposed view as the scorer does."""
+    out = torch.zeros((len(boxes), 3, exact.size, exact.size), dtype=torch.uint8)
+    assert exact.write(image, views, boxes, margin, out.numpy().transpose(0, 2, 3, 1))
+    return out.numpy().transpose(0, 2, 3, 1)
+
+
+def border_boxes(w, h):
+    """Boxes on every border and corner, the whole image, outside it, and thin and sub-pixel ones."""
+    return [Box(0, 0, w / 3, h / 3), Box(2 * w / 3, 2 * h / 3, w / 3, h / 3),  # top-left, bottom-right corners
+            Box(2 * w / 3, 0, w / 3, h / 3), Box(0, 2 * h / 3, w / 3, h / 3),  # top-right, bottom-left corners
+            Box(0, h / 4, w, h / 2), Box(w / 4, 0, w / 2, h),  # left and right, top and bottom edges
+            Box(-5, -5, w + 10, h + 10), Box(0, 0, w, h),  # beyond the image, exactly the image
+            Box(w - 0.4, h / 2, 7, 3), Box(-9, h / 2, 4, 3),  # right of the image, left of it
+            Box(w / 2, h - 0.5, 3, 9), Box(w / 2, -12, 3, 4),  # below, above
+            Box(w / 2 + 0.5, h / 2 + 0.5, 0.3, 0.2), Box(w / 3, h / 5, 1, h), Box(w / 5, h / 3, w, 1)]  # sub-pixel, thin
+
+
+SIZES = [(128, 128), (640, 480), (480, 640), (66, 271), (271, 66), (333, 500), (500, 333), (199, 390), (1, 1),
+         (1, 300), (300, 1), (3, 7), (64, 64), (63, 65), (65, 63), (2000, 17), (17, 2000), (100, 101)]
+
+
+@pytest.mark.parametrize("size", [64, 224, 8])
+def test_region_only_views_are_bit_identical_to_the_full_path(size):
+    rng = np.random.default_rng(size)
+    exact = ExactViews(size)
+    shapes = SIZES + [tuple(int(v) for v in rng.integers(1, 500, 2)) for _ in range(8 if size > 64 else 30)]
+    orders = set()
+    for i, (w, h) in enumerate(shapes):
+        image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        boxes = border_boxes(w, h) + [Box(*(float(v) for v in rng.uniform([-w / 4, -h / 4, 0, 0], [w, h, w, h])))
+                                      for _ in range(int(rng.integers(0, 12)))]
+        boxes = boxes if i % 3 else boxes[: int(rng.integers(0, 3))]  # some images with 0-2 boxes
+        options = dict(alpha=float(rng.choice([0.3, 0.5, 1.0])), outline=int(rng.integers(0, 4)),
+                       colour=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        for prompter in (Shade(Shade.Options(**options)), Halo(Halo.Options(**options))):
+            views = prompter.render(image, boxes)
+            got = region_only(exact, image, views, boxes, prompter.draws_within_box)
+            assert np.array_equal(got, reference(views, size)), (w, h, size, type(prompter).__name__)
+        orders.add(exact.transposed(w, h))
+    assert None not in orders  # every size takes one of the two orders
+
+
+def test_boxes_on_a_grid_of_positions_and_scales():
+    """Every position and size of a box along each border of images that Pillow resizes by a
+    non-dyadic scale (5/3, 640/298...), against one resize per view."""
+    exact = ExactViews(64)
+    for w, h in [(107, 80), (80, 107), (640, 480), (97, 64)]:
+        image = Image.fromarray(np.random.default_rng(w).integers(0, 256, (h, w, 3), dtype=np.uint8))
+        boxes = [Box(x, y, bw, bh) for x in (0, 1, 2.5, w / 2, w - 9, w - 3) for y in (0, 3, h - 5)
+                 for bw, bh in ((1, 1), (4, 9), (9, 4))]
+        views = Shade().render(image, boxes)
+        assert np.array_equal(region_only(exact, image, views, boxes, 0), reference(views, 64))
+
+
+def test_green_shade_draws_within_its_boxes():
+    """The premise of ``draws_within_box = 0``: outside the rectangle the writer recomputes, a
+    GreenShade view is its image, for any box and options."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        box = Box(*(float(v) for v in rng.uniform([-w, -h, 0, 0], [2 * w, 2 * h, w, h])))
+        prompter = GreenShade(GreenShade.Options(alpha=float(rng.uniform(0, 1)), outline=int(rng.integers(0, 5))))
+        (view,) = prompter.render(image, [box])
+        x0, y0, x1, y1 = changed_rect(box, 0, w, h)
+        outside = np.ones((h, w), bool)
+        outside[y0:y1, x0:x1] = False
+        assert np.array_equal(np.asarray(view)[outside], np.asarray(image)[outside])
+
+
+def test_geometry_follows_torchvision():
+    for w, h in SIZES:
+        for size in (8, 64, 224):
+            resized = transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC)(Image.new("RGB", (w, h)))
+            assert resized_size(w, h, size) == resized.size
+            left, top = crop_offsets(*resized.size, size)
+            assert transforms.CenterCrop(size)(resized).size == (size, size)
+            assert (left, top) == (int(round((resized.width - size) / 2.0)), int(round((resized.height - size) / 2.0)))
+
+
+def test_changed_rect_covers_any_rounding_and_stays_in_the_image():
+    for box, rect in [(Box(2.5, 3.5, 4, 0.01), (1, 2, 8, 5)), (Box(500, -50, 10, 10), (99, 0, 100, 1)),
+                      (Box(-20, 40, 5, 500), (0, 39, 1, 100))]:
+        assert changed_rect(box, 0, 100, 100) == rect
+    assert changed_rect(Box(10, 10, 5, 5), 3, 100, 100) == (6, 6, 19, 19)
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return ClipScorer(ClipScorer.Options(arch="synth-rn"))
+
+
+def test_the_scorer_takes_the_region_only_path_only_when_the_prompter_declares_it(scorer, monkeypatch):
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, (90, 150, 3), dtype=np.uint8))
+    boxes = border_boxes(150, 90)
+    want = reference(Shade().render(image, boxes), 64)
+    calls = []
+    write = ExactViews.write
+    monkeypatch.setattr(ExactViews, "write", lambda self, *a: calls.append(1) or write(self, *a))
+    for prompter, used in ((Shade(), True), (Anywhere(), False)):
+        calls.clear()
+        views = scorer.prepare(image, boxes, prompter)
+        assert views.is_contiguous() and views.dtype == torch.uint8
+        assert np.array_equal(views.numpy().transpose(0, 2, 3, 1), want) and bool(calls) == used
+    # images not in RGB, and sizes where neither order of passes reproduces Pillow, take the full path
+    grey = image.convert("L")
+    assert np.array_equal(scorer.prepare(grey, boxes, Shade()).numpy().transpose(0, 2, 3, 1),
+                          reference(Shade().render(grey, boxes), 64))
+    monkeypatch.setattr(ExactViews, "transposed", lambda self, w, h: None)
+    assert np.array_equal(scorer.prepare(image, boxes, Shade()).numpy().transpose(0, 2, 3, 1), want)
+
+
+def test_an_image_without_boxes(scorer):
+    image = Image.new("RGB", (80, 60), (10, 20, 30))
+    assert scorer.prepare(image, [], Shade()).shape == (0, 3, 64, 64)
