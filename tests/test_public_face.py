@@ -125,3 +125,8 @@ def test_listing_plugins_imports_no_model_code():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     count, heavy = out.split(" ", 1)
     assert int(count) >= 11 and heavy.strip() == "[]"
+
+
+def test_every_public_name_is_documented_in_the_readme():
+    section = (REPO / "README.md").read_text().split("## Writing a plugin", 1)[1].split("\n## ", 1)[0]
+    assert [name for name in refbench.__all__ if f"`{name}`" not in section] == []
