@@ -64,11 +64,14 @@ def side(store: Store, spec: str, default_run: str | None = None) -> Side:
 
 
 def compare_specs(store: Store, a: str, b: str, resamples: int = 2000, seed: int = 0) -> tuple[Side, Side, Comparison]:
+    if resamples < 100:
+        raise RefbenchError(f"--resamples {resamples} is too few for a 95% interval", "use 100 or more (default 2000)")
     first = side(store, a)
     second = side(store, b, default_run=first.run_id)
     if first.label == second.label:
         raise RefbenchError(f"{first.label} is compared with itself", "name two different methods")
-    for what, get in (("data", lambda r: r["dataset_key"]), ("protocol rule", lambda r: r["protocol"]["rule"])):
+    protocol = lambda r: {k: v for k, v in r["protocol"].items() if k not in ("choice", "unit", "centre_in_box")}  # noqa: E731
+    for what, get in (("data", lambda r: r["dataset_key"]), ("protocol", protocol)):
         if get(first.record) != get(second.record):
             raise RefbenchError(f"{first.label} and {second.label} differ in {what} ({get(first.record)} vs {get(second.record)})",
                                 "compare methods evaluated on the same data under the same rule")

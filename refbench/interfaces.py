@@ -72,6 +72,11 @@ class Dataset(Component, ABC):
         """Leaderboard grouping key, e.g. ``refcoco/unc``: runs on the same data compare."""
         return type(self).__name__.lower()
 
+    def known_sent_ids(self) -> set[int]:
+        """Every sent_id of the selected splits, including phrases the data set's own options leave out
+        (e.g. ``exclude``): what an answer file for these splits may name."""
+        return {r.sent_id for item in self for r in item.refs}
+
 
 class Proposer(Component, ABC):
     """Offers the candidate boxes of an image.
@@ -242,9 +247,10 @@ class Grounder(Component, ABC):
     #: False for grounders that never look at the image (e.g. predictions read from a file).
     uses_image: ClassVar[bool] = True
 
-    def expect(self, items: Sequence[ImageItem]) -> list[RefbenchError]:
-        """Called once before a run (and by ``refbench validate``) with every selected image: the
-        place to check predictions against the benchmark, all problems at once."""
+    def expect(self, items: Sequence[ImageItem], known: set[int] | None = None) -> list[RefbenchError]:
+        """Called once before a run (and by ``refbench validate``) with every selected image, and the
+        sent_ids the data set knows (``Dataset.known_sent_ids``; more than the items hold when a
+        limit or an exclusion applies): the place to check predictions, all problems at once."""
         return []
 
     @abstractmethod

@@ -62,6 +62,7 @@ def reported_rows() -> list[Row]:
 
 def run_rows(store: Store, warn: Callable[[str], None], metric: str = "accuracy") -> list[Row]:
     rows = []
+    lacking: set[str] = set()
     for run_dir in store.run_dirs():
         try:
             rec = read_record(run_dir)
@@ -79,20 +80,23 @@ def run_rows(store: Store, warn: Callable[[str], None], metric: str = "accuracy"
                         else "Wilson, phrases as independent" if made.get("interval") == "wilson" else "")
             for method, m in rec["metrics"].items():
                 if read(m) is None:
-                    continue  # a run recorded before this metric existed
-                intervals = {s: v["ci95"] for s, v in m["splits"].items() if metric == "accuracy" and "ci95" in v}
-                if metric == "accuracy" and "ci95" in m:
+                    lacking.add(run_dir.name)  # recorded before this metric existed
+                    continue
+                intervals = {s: v["ci95"] for s, v in m["splits"].items() if metric == "accuracy" and v.get("ci95")}
+                if metric == "accuracy" and m.get("ci95"):
                     intervals["overall"] = m["ci95"]
                 rows.append(Row(
                     dataset=rec["dataset_key"], benchmark=benchmark, method=method,
                     splits={s: read(v) for s, v in m["splits"].items()}, overall=read(m),
-                    upper_bound=m["upper_bound"], n=m["n"], date=rec.get("finished", "")[:10], run_id=rec["run_id"],
+                    upper_bound=m["upper_bound"] if metric == "accuracy" else None, n=m["n"], date=rec.get("finished", "")[:10], run_id=rec["run_id"],
                     rule=rec.get("protocol", {}).get("rule", ""),
                     phrase_types={t: read(v) for t, v in m.get("phrase_types", {}).items()}, ci=intervals,
                     interval=interval, metric=metric,
                 ))
         except (KeyError, TypeError, AttributeError) as exc:
             warn(f"skipping {run_dir.name}: run.json lacks {exc}")
+    if lacking:
+        warn(f"{len(lacking)} run(s) recorded no {metric} and are left out (e.g. {sorted(lacking)[0]}); rerun them to get it")
     return rows
 
 
@@ -157,7 +161,7 @@ def ci_note(rows: list[Row], ci: str) -> str | None:
     kinds = sorted({r.interval for r in rows if r.ci and r.interval})
     if ci == "none" or not kinds:
         return None
-    shape = "± half-width" if ci == "pm" else "[low, high]"
+    shape = "± half the width; --ci range for the bounds" if ci == "pm" else "[low, high]"
     extra = "; none for published rows" if any(r.source == "reported" for r in rows) else ""
     return f"95% intervals ({shape}): {'; '.join(kinds)}{extra}"
 
@@ -204,7 +208,7 @@ def render(rows: list[Row], fmt: str = "table", console: Console | None = None, 
         w.writerow(["dataset", "benchmark", "method", "metric", *columns, *bounds, "upper_bound", "n", "date", "run_id",
                     "source", "citation", "rule"])
         for r in rows:
-            limits = [_fmt(r.ci[c][i]) if c in r.ci else "" for c in columns for i in (0, 1)] if ci != "none" else []
+            limits = [_fmt(r.ci[c][i]) if r.ci.get(c) else "" for c in columns for i in (0, 1)] if ci != "none" else []
             w.writerow([r.dataset, r.benchmark, r.method, r.metric, *[_fmt(r.splits.get(s)) for s in splits], _fmt(r.overall),
                         *limits, _fmt(r.upper_bound), r.n or "", r.date, r.run_id, r.source, r.citation, r.rule])
         return buf.getvalue()

@@ -79,12 +79,15 @@ def summarize(records: Iterable[dict[str, Any]], uncertainty: Any = None) -> dic
     :class:`refbench.config.UncertaintyConfig`) adds ``ci95`` to every accuracy."""
     tallies: dict[str, dict[tuple[str, str], Tally]] = defaultdict(lambda: defaultdict(Tally))
     per_image: dict[str, dict[tuple[str, str], dict[int, list[int]]]] = defaultdict(lambda: defaultdict(dict))
+    untruthed: set[str] = set()  # methods with records written before records carried the truth box
     for r in records:
         keys = [("all", ""), ("split", r["split"])]
         if r["phrase_type"]:
             keys.append(("type", r["phrase_type"]))
         if "truth" in r:
             keys += [("size", size_bucket(r["truth"])), ("length", length_bucket(r["text"]))]
+        else:
+            untruthed.add(r["method"])
         t, images = tallies[r["method"]], per_image[r["method"]]
         for key in keys:
             t[key].add(r)
@@ -94,6 +97,9 @@ def summarize(records: Iterable[dict[str, Any]], uncertainty: Any = None) -> dic
                 counts[1] += bool(r["hit"])
     out = {}
     for method, t in tallies.items():
+        if method in untruthed:  # buckets over part of the records would mislead: leave them out
+            t = {key: tally for key, tally in t.items() if key[0] not in ("size", "length")}
+            per_image[method] = {key: v for key, v in per_image[method].items() if key[0] not in ("size", "length")}
         totals = {key: tally.totals() for key, tally in t.items()}
         if uncertainty is not None:
             from .stats import accuracy_intervals  # numpy and scipy only when intervals are asked for

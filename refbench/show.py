@@ -138,7 +138,8 @@ def rescore(record: dict[str, Any], method: str, shown: list[dict[str, Any]], k:
     if grounded:
         from . import gallery
 
-        return [Card(r, image=gallery.annotated(load_image(items[int(r["image_id"])]), r["truth"], r["box"] or None),
+        return [Card(r, image=gallery.annotated(load_image(items[int(r["image_id"])]), truth(r, items[int(r["image_id"])]),
+                                         r["box"] or None),
                      note="the method predicts a box per phrase: no candidates to score") for r in shown]
     cache: dict[int, tuple[Image.Image, list[Box], np.ndarray | None]] = {}
     cards = []
@@ -151,6 +152,13 @@ def rescore(record: dict[str, Any], method: str, shown: list[dict[str, Any]], k:
             image, boxes, logits = cache[item.image_id]
             cards.append(_card(r, item, image, boxes, logits, looker, k, config.protocol.iou_convention))
     return cards
+
+
+def truth(r: dict[str, Any], item: Any) -> list[float]:
+    """The record's truth box; journals written before records carried it take it from the data set."""
+    if "truth" in r:
+        return r["truth"]
+    return list(next(ref.box.xywh for ref in item.refs if ref.sent_id == int(r["sent_id"])))
 
 
 def _dataset(config: Any) -> Any:
@@ -190,7 +198,7 @@ def _card(r: dict[str, Any], item: Any, image: Image.Image, boxes: list[Box], lo
     from . import gallery
     from .boxes import Box, as_array, iou_matrix
 
-    card = Card(r, image=gallery.annotated(image, r["truth"], r["box"] or None))
+    card = Card(r, image=gallery.annotated(image, truth(r, item), r["box"] or None))
     if logits is None:
         card.note = "the image has no candidates"
         return card
@@ -198,7 +206,7 @@ def _card(r: dict[str, Any], item: Any, image: Image.Image, boxes: list[Box], lo
     z = np.exp(row - row.max())
     card.probs, card.choice = z / z.sum(), int(np.argmax(row))
     top = [int(i) for i in np.argsort(-card.probs, kind="stable")[:k]]
-    ious = iou_matrix(as_array([Box(*r["truth"])]), as_array([boxes[i] for i in top]), convention)[0]
+    ious = iou_matrix(as_array([Box(*truth(r, item))]), as_array([boxes[i] for i in top]), convention)[0]
     views = looker.prompter.render(image, [boxes[i] for i in top]) if looker else [gallery.candidate(image, boxes[i].xywh) for i in top]
     card.thumbs = [(gallery.thumb(v), f"#{i} p={card.probs[i]:.2f}\nIoU {u:.2f}", i == r["chosen"]) for v, i, u in zip(views, top, ious)]
     card.note = f"views by {looker.id}'s prompter" if looker else "candidates drawn on the image (the method does not look at views)"

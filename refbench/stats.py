@@ -20,6 +20,7 @@ import numpy as np
 
 LEVEL = 0.95
 CHUNK = 250  # resamples drawn at once (memory: CHUNK x images weights)
+MIN_IMAGES = 2  # a group of fewer images gets no interval (a bootstrap of one image has no spread to show)
 
 
 def describe(cfg: Any) -> dict[str, Any]:
@@ -85,7 +86,8 @@ def accuracy_intervals(per_cluster: Mapping[Hashable, Mapping[Cluster, list[int]
     sums = resampled_sums(clusters, values, cfg.resamples, cfg.seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         bounds = _percentiles(100 * sums[:, len(keys):] / sums[:, : len(keys)])
-    return {key: [round(float(bounds[0, g]), 4), round(float(bounds[1, g]), 4)] for g, key in enumerate(keys)}
+    return {key: [round(float(bounds[0, g]), 4), round(float(bounds[1, g]), 4)] if len(per_cluster[key]) >= MIN_IMAGES else None
+            for g, key in enumerate(keys)}
 
 
 @dataclass

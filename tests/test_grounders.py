@@ -129,3 +129,52 @@ def test_the_shipped_example_reproduces_its_source_run(default_synthref, tmp_pat
     assert record["metrics"]["clip-rn-from-file"]["accuracy"] == source["metrics"]["clip-rn"]["accuracy"]
     assert ({t: v["accuracy"] for t, v in record["metrics"]["clip-rn-from-file"]["phrase_types"].items()}
             == {t: v["accuracy"] for t, v in source["metrics"]["clip-rn"]["phrase_types"].items()})
+
+
+def test_a_full_predictions_file_serves_a_limited_or_cleaned_benchmark(clip_run, synth_root, tmp_path, capsys, write_config):
+    path = tmp_path / "answers.jsonl"
+    path.write_text("\n".join(json.dumps({"sent_id": r["sent_id"], "box": r["box"]}) for r in clip_run))
+    spec = json.dumps({"plugin": "predictions", "path": str(path), "input": "box", "box_format": "xywh", "scale": "pixels"})
+    limited = ground_yaml(synth_root, spec) + "runner: {limit: 3}\n"
+    assert main(["run", str(write_config(limited)), "--results", str(tmp_path / "r"), "-q"]) == 0
+    excluded = tmp_path / "drop.txt"
+    excluded.write_text(str(clip_run[0]["sent_id"]))  # one sent_id: a bare JSON number
+    cleaned = ground_yaml(synth_root, spec).replace("images: ", f"exclude: [{excluded}], images: ", 1)
+    assert main(["run", str(write_config(cleaned, "c.yaml")), "--results", str(tmp_path / "c"), "-q"]) == 0
+    assert len(journal(tmp_path / "c")) == len(clip_run) - 1
+    # a combinator cannot mix a grounder's boxes into logits
+    mixed = ground_yaml(synth_root, spec, "  - {id: largest, scorer: {plugin: largest}}\n"
+                                          "  - {id: mix, combine: {plugin: mean_logits, of: [largest, file]}}")
+    assert main(["validate", str(write_config(mixed, "m.yaml"))]) == 2
+    assert "combines file, which predict boxes, not logits" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("relative_to, size, pad", [("resized", (64, 32), "centre"), ("letterboxed", (100, 100), "centre"),
+                                                    ("letterboxed", (100, 100), "top_left"), ("original", None, "centre")])
+def test_coordinates_are_mapped_back_to_a_non_square_image(relative_to, size, pad, tmp_path):
+    """A 200 x 100 image: a width/height swap or a wrong letterbox offset would move the box."""
+    from pathlib import Path
+
+    from refbench import Box, ImageItem, Ref
+    from refbench.builtins.predictions import PredictionsGrounder
+
+    truth = Box(40, 20, 60, 30)
+    item = ImageItem(1, Path("x.jpg"), 200, 100, (Ref(7, 1, 1, "thing", truth, "testA"),))
+    x, y, w, h = truth.xywh
+    if relative_to == "resized":
+        sx, sy = size[0] / 200, size[1] / 100
+        box = [x * sx, y * sy, w * sx, h * sy]
+    elif relative_to == "letterboxed":
+        s = min(size[0] / 200, size[1] / 100)  # 0.5: the image fills 100 x 50 of the 100 x 100 input
+        dy = (size[1] - 100 * s) / 2 if pad == "centre" else 0.0
+        box = [x * s, y * s + dy, w * s, h * s]
+    else:
+        box = [x, y, w, h]
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps([{"sent_id": 7, "box": box}]))
+    options = PredictionsGrounder.Options(path=path, input="box", box_format="xywh", scale="pixels", relative_to=relative_to,
+                                          input_size=size, letterbox=pad)
+    grounder = PredictionsGrounder(options)
+    assert grounder.expect([item]) == []
+    (got,) = grounder.ground(None, item)
+    assert got.xywh == pytest.approx(truth.xywh)

@@ -118,3 +118,14 @@ def test_compare_and_leaderboard_intervals_through_the_cli(synth_root, tmp_path,
     assert rows[0].startswith("dataset,benchmark,method,metric,") and all(",acc@0.75," in r for r in rows[1:])
     assert main(["leaderboard", "--results", results, "--metric", "f1"]) == 2
     assert "unknown metric 'f1'" in capsys.readouterr().err
+
+
+def test_old_records_and_single_images_get_no_misleading_figures():
+    new = {"method": "m", "split": "testA", "phrase_type": "", "text": "a b", "hit": True, "oracle": True, "chance": 0.5,
+           "iou": 0.9, "truth": [0, 0, 10, 10], "passes": 9, "centre_in": True}
+    old = {k: v for k, v in new.items() if k not in ("truth", "passes", "centre_in")}
+    mixed = summarize([{**new, "sent_id": 1, "image_id": 1}, {**old, "sent_id": 2, "image_id": 2}], UncertaintyConfig())["m"]
+    assert mixed["sizes"] == {} and mixed["lengths"] == {} and "acc_at" not in mixed  # not over half the records
+    assert mixed["ci95"] is not None
+    alone = summarize([{**new, "sent_id": 1, "image_id": 1, "split": "val"}], UncertaintyConfig())["m"]
+    assert alone["ci95"] is None and alone["splits"]["val"]["ci95"] is None  # one image: no spread to show

@@ -23,10 +23,12 @@ def convert(journal: Path, method: str, sizes: dict[int, tuple[int, int]]) -> li
         r = json.loads(line)
         if r["method"] != method:
             continue
-        w, h = sizes[r["image_id"]]
-        x, y, bw, bh = r["box"]
-        grid = [1000 * x / w, 1000 * y / h, 1000 * (x + bw) / w, 1000 * (y + bh) / h]
-        answer = "The region is [" + ", ".join(f"{v:.3f}" for v in grid) + "]." if r["box"] else "I cannot find it."
+        answer = "I cannot find it."
+        if r["box"]:
+            w, h = sizes[r["image_id"]]
+            x, y, bw, bh = r["box"]
+            grid = [1000 * x / w, 1000 * y / h, 1000 * (x + bw) / w, 1000 * (y + bh) / h]
+            answer = "The region is [" + ", ".join(f"{v:.3f}" for v in grid) + "]."
         lines.append(json.dumps({"sent_id": r["sent_id"], "text": answer}))
     return lines
 

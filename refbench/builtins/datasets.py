@@ -26,7 +26,7 @@ class ReferDataset(Dataset):
         text: Literal["sent", "raw"] = "sent"
         exclude: list[Path] = Field(default_factory=list, description=(
             "phrases to leave out: files of sent_ids (one per line or a JSON list) or Ref-L4 reviewed JSON files "
-            "(caption_quality 0 is left out); the data key gets a suffix, e.g. refcoco/unc-l4clean"))
+            "(caption_quality 0 is left out); the data key gets a suffix, e.g. refcoco/unc-l4clean-<hash>"))
 
         @field_validator("splits", "exclude", mode="before")
         @classmethod
@@ -66,6 +66,9 @@ class ReferDataset(Dataset):
     def key(self) -> str:
         base = f"{self.options.dataset}/{self.options.split_by}"
         return f"{base}-{self.exclusion.tag}" if self.exclusion else base
+
+    def known_sent_ids(self) -> set[int]:
+        return super().known_sent_ids() | (self.exclusion.sent_ids if self.exclusion else set())
 
     def describe(self) -> dict[str, Any]:
         out = {

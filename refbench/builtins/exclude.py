@@ -38,10 +38,12 @@ class Exclusion:
 
     @property
     def tag(self) -> str:
-        """The data-key suffix: cleaned and uncleaned runs are never ranked together."""
+        """The data-key suffix, with a hash of the files: cleaned and uncleaned runs, and runs cleaned by
+        different reviews (e.g. testA's alone against testA's and testB's), are never ranked together."""
+        digest = sha256_of([f["sha256"] for f in self.files])[:6]
         if self.files and all(f["kind"] == "ref-l4" for f in self.files):
-            return "l4clean"
-        return "excl-" + sha256_of([f["sha256"] for f in self.files])[:8]
+            return f"l4clean-{digest}"
+        return f"excl-{digest}"
 
     def warning(self) -> str | None:
         if not self.unmatched:
@@ -82,10 +84,13 @@ def load(paths: Sequence[Path], items: Sequence[ImageItem]) -> Exclusion:
 
 def _sent_ids(data: Any, path: Path) -> list[int]:
     if data is None:
-        lines = [x.strip() for x in path.read_text(encoding="utf-8").splitlines() if x.strip() and not x.startswith("#")]
-        data = lines
+        data = [x.strip() for x in path.read_text(encoding="utf-8").splitlines() if x.strip() and not x.startswith("#")]
+    elif isinstance(data, int) and not isinstance(data, bool):
+        data = [data]  # a file of one sent_id reads as one JSON number
+    if not isinstance(data, list):
+        data = None  # an object that is not a Ref-L4 review: refused below
     try:
-        return [int(x) for x in data]
+        return [int(x) for x in data]  # type: ignore[union-attr]
     except (TypeError, ValueError):
         raise RefbenchError(f"{path}: not a list of sent_ids nor a Ref-L4 reviewed file",
                             "give one sent_id per line, a JSON list of sent_ids, or refcoco*_reviewed.json") from None

@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 @dataclass
 class Method:
-    """One method of a run: a scorer (with its prompter, if it looks at views) or a combinator."""
+    """One method of a run: a scorer (with its prompter, if it looks at views), a combinator or a grounder."""
 
     id: str
     scorer: Scorer | None = None
@@ -124,6 +124,10 @@ def build_parts(config: BenchmarkConfig, reg: Registry | None = None) -> tuple[B
             if missing:
                 problems.append(RefbenchError(f"{where}: combines {', '.join(missing)}, not defined above it",
                                               "list member methods before the method that combines them"))
+            grounded = [y.id for y in bench.methods if comb and y.id in comb.members and y.grounder is not None]
+            if grounded:
+                problems.append(RefbenchError(f"{where}: combines {', '.join(grounded)}, which predict boxes, not logits",
+                                              "combine only methods that score the proposals (scorer or combine methods)"))
             bench.methods.append(Method(m.id, combinator=comb))
             continue
         scorer, prompter = built[where + ".scorer"], built.get(where + ".prompter")

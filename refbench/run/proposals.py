@@ -89,7 +89,9 @@ def propose_for(bench: Bench, items: list[ImageItem]) -> Proposals:
                                 config.protocol.empty_proposals if selectors(bench.methods) else "miss")
     except RefbenchError as exc:
         problems.append(exc.within("proposer: "))
-    problems += [p.within(f"method {m.id}: ") for m in bench.methods if m.grounder is not None for p in m.grounder.expect(items)]
+    known = bench.dataset.known_sent_ids() if any(m.grounder is not None for m in bench.methods) else None
+    problems += [p.within(f"method {m.id}: ") for m in bench.methods if m.grounder is not None
+                 for p in m.grounder.expect(items, known)]
     if problems:
         raise RefbenchError.many(problems)
     return proposals
