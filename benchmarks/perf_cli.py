@@ -55,12 +55,9 @@ def timed(cmd: list[str], check: bool = True) -> tuple[float, subprocess.Complet
 def dataset(root: Path) -> Path:
     """SynthRef testA as `refbench synth` makes it by default (seed 0; a split's images do not
     depend on the other splits' sizes), without the 3,450 other images."""
-    try:
-        from refbench.synth import SynthSpec, generate
-    except ImportError:  # the package mid-change: the CLI makes the same files (same spec, same marker)
-        timed([str(REFBENCH), "synth", str(root), "--train", "0", "--val", "0", "--testB", "0", "--testA", "150", "-q"])
-    else:
-        generate(root, SynthSpec(seed=0, images={"testA": 150}))
+    from refbench.synth import SynthSpec, generate
+
+    generate(root, SynthSpec(seed=0, images={"testA": 150}))
     return root
 
 
