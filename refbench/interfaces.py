@@ -238,6 +238,11 @@ class Combinator(Component, ABC):
     def combine(self, logits: Sequence[np.ndarray]) -> np.ndarray:
         """Logits of the members (in ``members`` order), each ``[T, V]`` -> ``[T, V]``."""
 
+    def combine_for(self, request: ScoreRequest, logits: Sequence[np.ndarray]) -> np.ndarray:
+        """What the runner calls: :meth:`combine`, with the image's phrases and candidate boxes at hand
+        for combinators that reason about them (e.g. spatial relations between candidates)."""
+        return self.combine(logits)
+
 
 class Grounder(Component, ABC):
     """Predicts one box per phrase directly (a detector, a VLM, a predictions file), instead of

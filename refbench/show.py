@@ -175,7 +175,8 @@ def _logits(methods: dict[str, Any], mid: str, item: Any, image: Image.Image, bo
 
     m = methods[mid]
     if m.combinator is not None:
-        return np.asarray(m.combinator.combine([_logits(methods, x, item, image, boxes) for x in m.combinator.members]))
+        return np.asarray(m.combinator.combine_for(ScoreRequest(item, item.refs, boxes),
+                                                   [_logits(methods, x, item, image, boxes) for x in m.combinator.members]))
     s = m.scorer
     views = s.prepare(image, boxes, m.prompter) if s.uses_views else None
     return np.asarray(s.score(ScoreRequest(item, item.refs, boxes, views)), dtype=np.float64)

@@ -95,7 +95,8 @@ class Scoring:
             elif m.combinator is not None:
                 for i, p in enumerate(images):
                     if p.boxes:
-                        out[i] = m.combinator.combine([logits[x][i] for x in m.combinator.members])
+                        out[i] = m.combinator.combine_for(ScoreRequest(p.item, p.item.refs, p.boxes),
+                                                          [logits[x][i] for x in m.combinator.members])
             elif m.scorer is not None:
                 for i, p in enumerate(images):
                     if p.boxes:
