@@ -14,3 +14,8 @@ def refbench_prompters():
         "cpt_shade": "visual_prompts.prompters:CptShade",
         "grayscale_outside": "visual_prompts.prompters:GrayscaleOutside",
     }
+
+
+@hookimpl
+def refbench_combinators():
+    return {"reclip_relations": "visual_prompts.relations:ReclipRelations"}
