@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .boxes import Box
 
@@ -51,6 +51,9 @@ class ScoreRequest:
     refs: Sequence[Ref]
     boxes: Sequence[Box]
     views: Any = None  # whatever ``Scorer.prepare`` returned, when ``uses_views``
+    #: For a combinator: each member's logits ``[len(texts), len(boxes)]`` for other texts against this
+    #: image's candidates (e.g. a relation's subject and object), in ``members`` order; None where unavailable.
+    score_texts: Callable[[Sequence[str]], list[Any]] | None = None
 
     @property
     def texts(self) -> list[str]:

@@ -120,3 +120,39 @@ def test_separately_scored_sub_phrases_resolve_near():
     for text, expected in (("the circle next to the square", 0), ("circle by the triangle", 3)):
         p = resolve(parse(text), flat, boxes, diagonal=141.0, score_text=lambda t: np.array(texts[t]))
         assert int(np.argmax(p)) == expected
+
+
+def test_the_runner_scores_other_texts_for_a_combinator_as_it_scored_the_phrases(synth_root, tmp_path, write_config):
+    """``request.score_texts`` gives a member's logits for any texts against the image's candidates; for
+    the image's own phrases they equal the logits the runner computed (same view features)."""
+    import numpy as np
+
+    from refbench.builtins.combinators import MeanLogits
+    from refbench.config import load_config
+    from refbench.plugins import registry
+    from refbench.results import Store
+    from refbench.run import run_benchmark
+
+    from conftest import bench_yaml
+
+    seen = []
+
+    class Checker(MeanLogits):
+        def combine_for(self, request, logits):
+            again = request.score_texts([r.text for r in request.refs])
+            for mine, theirs in zip(again, logits):
+                assert np.allclose(mine, theirs, atol=1e-4)
+            seen.append(len(request.refs))
+            return self.combine(logits)
+
+    methods = ("  - {id: clip, prompter: {plugin: green_shade}, scorer: {plugin: clip, arch: synth-rn}}\n"
+               "  - {id: base, scorer: {plugin: random}}\n"
+               "  - {id: both, combine: {plugin: mean_logits, of: [clip, base]}}")
+    reg = registry()
+    reg.info("combinator", "mean_logits")._cls = Checker
+    try:
+        config = load_config(write_config(bench_yaml(synth_root, methods, splits="[testA]") + "runner: {workers: 0}\n"))
+        run_benchmark(config, Store(tmp_path / "r"))
+    finally:
+        reg.info("combinator", "mean_logits")._cls = None
+    assert seen and sum(seen) > 20

@@ -9,7 +9,8 @@ by the scorer's cache).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import replace
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ class Scoring:
 
     def __init__(self, methods: list[Method], batch_size: int) -> None:
         self.methods, self.batch_size = methods, batch_size
+        self.by_id = {m.id: m for m in methods}
         self.embedding = [m for m in methods if isinstance(m.scorer, EmbeddingScorer)]
         self.queue: list[Prepared] = []  # images whose logits are not out yet, in order
         self.views: dict[str, list[Any]] = {m.id: [] for m in self.embedding}  # not yet encoded
@@ -77,16 +79,20 @@ class Scoring:
             return []
         images, self.queue = self.queue[:ready], self.queue[ready:]
         logits: dict[str, list[np.ndarray | None]] = {}
+        view_features: dict[str, list[Any]] = {}  # per embedding method, each image's view features (for combinators)
         for m in self.methods:
             out: list[np.ndarray | None] = [None] * ready
             if m.id in self.features:
                 if views:
-                    every = self._scorer(m).logits(take(self.texts[m.id], texts, torch.cat), take(self.features[m.id], views, torch.cat))
+                    features = take(self.features[m.id], views, torch.cat)
+                    every = self._scorer(m).logits(take(self.texts[m.id], texts, torch.cat), features)
+                    view_features[m.id] = [None] * ready
                     v = t = 0  # each image takes its block
                     for i, p in enumerate(images):
                         if p.boxes:
                             nv, nt = len(p.boxes), len(p.item.refs)
                             out[i] = every[t : t + nt, v : v + nv]
+                            view_features[m.id][i] = features[v : v + nv]
                             v, t = v + nv, t + nt
             elif m.grounder is not None:  # a box per phrase, as an array with NaN rows where there is none
                 for i, p in enumerate(images):
@@ -95,8 +101,11 @@ class Scoring:
             elif m.combinator is not None:
                 for i, p in enumerate(images):
                     if p.boxes:
-                        out[i] = m.combinator.combine_for(ScoreRequest(p.item, p.item.refs, p.boxes),
-                                                          [logits[x][i] for x in m.combinator.members])
+                        scorer = TextScorer(self.by_id, view_features, p, i)
+                        out[i] = m.combinator.combine_for(
+                            ScoreRequest(p.item, p.item.refs, p.boxes,
+                                         score_texts=lambda texts, members=m.combinator.members, sc=scorer: [sc(x, texts) for x in members]),
+                            [logits[x][i] for x in m.combinator.members])
             elif m.scorer is not None:
                 for i, p in enumerate(images):
                     if p.boxes:
@@ -104,6 +113,28 @@ class Scoring:
             logits[m.id] = out
         self.encoded -= views
         return [(p, {k: v[i] for k, v in logits.items()}) for i, p in enumerate(images)]
+
+
+class TextScorer:
+    """A method's logits for other texts against one image's candidates: what a combinator's
+    ``request.score_texts`` asks for (e.g. a relation's subject and object phrases). An embedding
+    method reuses the image's view features; a per-image scorer scores again; a combinator combines
+    its members' logits for the texts."""
+
+    def __init__(self, methods: dict[str, Method], view_features: dict[str, list[Any]], prepared: Prepared, index: int) -> None:
+        self.methods, self.view_features, self.p, self.i = methods, view_features, prepared, index
+
+    def __call__(self, method_id: str, texts: Sequence[str]) -> np.ndarray:
+        m, p = self.methods[method_id], self.p
+        refs = tuple(replace(p.item.refs[0], text=t) for t in texts)  # the texts, as phrases of this image
+        if isinstance(m.scorer, EmbeddingScorer):
+            s = m.scorer
+            return np.asarray(s.logits(s.encode_texts(s.prepare_texts(list(texts))), self.view_features[method_id][self.i]))
+        if m.scorer is not None:
+            return np.asarray(m.scorer.score(ScoreRequest(p.item, refs, p.boxes, p.views.get(method_id))))
+        assert m.combinator is not None
+        request = ScoreRequest(p.item, refs, p.boxes, score_texts=lambda more: [self(x, more) for x in m.combinator.members])
+        return np.asarray(m.combinator.combine_for(request, [self(x, texts) for x in m.combinator.members]))
 
 
 def take(parts: list[Any], n: int, join: Callable[[list[Any]], Any]) -> Any:

@@ -215,6 +215,8 @@ class ReclipRelations(Combinator):
         baseline_threshold: float = Field(float("inf"), gt=0, description="resolve only while the top subject "
                                           "probability is under this many times the second (ReCLIP's option)")
         floor: float = Field(1e-12, gt=0, lt=1, description="probabilities are clipped to this before the log")
+        sub_phrases: bool = Field(True, description="score the subject and object phrases themselves when the runner "
+                                  "offers it (request.score_texts), as ReCLIP does; else the whole phrase stands in")
 
     @property
     def members(self) -> list[str]:
@@ -232,7 +234,14 @@ class ReclipRelations(Combinator):
         diagonal = float(np.hypot(request.item.width, request.item.height)) or None
         o = self.options
         subject = _softmax(x / o.temperature)
+        member_logits = request.score_texts if o.sub_phrases else None
+
+        def score_text(text: str) -> np.ndarray:  # the member's probabilities for a sub-phrase, as ReCLIP scores it
+            assert member_logits is not None
+            return _softmax(np.asarray(member_logits([text])[0], dtype=np.float64)[0] / o.temperature)
+
         out = np.stack([resolve(parse(ref.text), probs[k], request.boxes, object_prior=o.object, near_scale=o.near_scale,
-                                diagonal=diagonal, subject=subject[k], baseline_threshold=o.baseline_threshold)
+                                diagonal=diagonal, subject=subject[k], baseline_threshold=o.baseline_threshold,
+                                score_text=score_text if member_logits is not None else None)
                         for k, ref in enumerate(request.refs)]) if len(request.refs) else probs
         return np.log(np.clip(out, self.options.floor, None))
