@@ -141,18 +141,21 @@ def test_the_scorer_takes_the_region_only_path_only_when_the_prompter_declares_i
     want = reference(Shade().render(image, boxes), 64)
     calls = []
     write = ExactViews.write
-    monkeypatch.setattr(ExactViews, "write", lambda self, *a: calls.append(1) or write(self, *a))
+    monkeypatch.setattr(ExactViews, "write", lambda self, *a: calls.append(write(self, *a)) or calls[-1])
     for prompter, used in ((Shade(), True), (Anywhere(), False)):
         calls.clear()
         views = scorer.prepare(image, boxes, prompter)
         assert views.is_contiguous() and views.dtype == torch.uint8
-        assert np.array_equal(views.numpy().transpose(0, 2, 3, 1), want) and bool(calls) == used
+        assert np.array_equal(views.numpy().transpose(0, 2, 3, 1), want) and any(calls) == used
     # images not in RGB, and sizes where neither order of passes reproduces Pillow, take the full path
     grey = image.convert("L")
+    calls.clear()
     assert np.array_equal(scorer.prepare(grey, boxes, Shade()).numpy().transpose(0, 2, 3, 1),
                           reference(Shade().render(grey, boxes), 64))
+    assert calls == []  # never offered to the region-only path
     monkeypatch.setattr(ExactViews, "transposed", lambda self, w, h: None)
     assert np.array_equal(scorer.prepare(image, boxes, Shade()).numpy().transpose(0, 2, 3, 1), want)
+    assert calls == [False]  # offered, declined: the full path wrote the views
 
 
 def test_an_image_without_boxes(scorer):

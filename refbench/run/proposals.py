@@ -79,19 +79,25 @@ def selectors(methods: list[Method]) -> bool:
     return any(m.grounder is None for m in methods)
 
 
-def propose_for(bench: Bench, items: list[ImageItem]) -> Proposals:
-    """The run's proposals (none when every method is a grounder), with every problem of the proposals
-    and of the grounders' predictions raised together."""
-    config, problems = bench.config, []
+def candidates(items: list[ImageItem], proposer: Proposer | None, methods: list[Method], invalid: Literal["error", "drop"],
+               empty: Literal["error", "miss"], known: set[int] | None = None) -> Proposals:
+    """Every item's proposals (none without a proposer), with every problem of the proposals and of the
+    grounders' predictions raised together; ``empty`` applies only when some method chooses among proposals."""
+    problems: list[RefbenchError] = []
     proposals = Proposals({it.image_id: [] for it in items})
     try:
-        proposals = propose_all(items, bench.proposer, config.proposer.invalid if config.proposer else "error",
-                                config.protocol.empty_proposals if selectors(bench.methods) else "miss")
+        proposals = propose_all(items, proposer, invalid, empty if selectors(methods) else "miss")
     except RefbenchError as exc:
         problems.append(exc.within("proposer: "))
-    known = bench.dataset.known_sent_ids() if any(m.grounder is not None for m in bench.methods) else None
-    problems += [p.within(f"method {m.id}: ") for m in bench.methods if m.grounder is not None
-                 for p in m.grounder.expect(items, known)]
+    problems += [p.within(f"method {m.id}: ") for m in methods if m.grounder is not None for p in m.grounder.expect(items, known)]
     if problems:
         raise RefbenchError.many(problems)
     return proposals
+
+
+def propose_for(bench: Bench, items: list[ImageItem]) -> Proposals:
+    """:func:`candidates` for a built benchmark; grounders may answer phrases a limit or an exclusion leaves out."""
+    config = bench.config
+    known = bench.dataset.known_sent_ids() if any(m.grounder is not None for m in bench.methods) else None
+    return candidates(items, bench.proposer, bench.methods, config.proposer.invalid if config.proposer else "error",
+                      config.protocol.empty_proposals, known)

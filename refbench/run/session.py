@@ -20,7 +20,7 @@ from . import merge
 from .components import Bench, Method, build
 from .distributed import World, run_ranked
 from .place import Placement, placement
-from .proposals import Proposals, propose_all, propose_for, selectors
+from .proposals import Proposals, candidates, propose_for
 from .record import Recorder, judge_images
 from .stream import score_stream
 
@@ -35,10 +35,7 @@ def evaluate(items: list[ImageItem], proposer: Proposer | None, methods: list[Me
     validation calls. ``invalid`` is ``proposer.invalid``; ``proposer`` may be None when every
     method is a grounder."""
     protocol, runner = protocol or ProtocolConfig(), runner or RunnerConfig()
-    proposals = propose_all(items, proposer, invalid, protocol.empty_proposals if selectors(methods) else "miss")
-    problems = [p for m in methods if m.grounder is not None for p in m.grounder.expect(items)]
-    if problems:
-        raise RefbenchError.many(problems)
+    proposals = candidates(items, proposer, methods, invalid, protocol.empty_proposals)
     place = placement(runner, methods)
     grounders = frozenset(m.id for m in methods if m.grounder is not None)
     return summarize(r for scored in score_stream(items, proposals.boxes, methods, runner.batch_size, place)
