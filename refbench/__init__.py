@@ -23,6 +23,8 @@ _EXPORTS: dict[str, str] = {
     # boxes and IoU
     "Box": "boxes", "IoUConvention": "boxes", "as_array": "boxes", "iou": "boxes", "iou_matrix": "boxes",
     "box_problem": "boxes", "check_boxes": "boxes",
+    # masks
+    "annotation_boxes": "masks", "box_rle": "masks", "decode_mask": "masks", "mask_rle": "masks",
     # errors and hooks
     "RefbenchError": "errors", "hookimpl": "hookspecs",
     # files
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
     from .errors import RefbenchError
     from .files import atomic_path, sha256, write_atomic
     from .hookspecs import hookimpl
+    from .masks import annotation_boxes, box_rle, decode_mask, mask_rle
     from .interfaces import (Combinator, Component, Dataset, EmbeddingScorer, Grounder, Options, Prompter, Proposer,
                              Scorer)
     from .items import Annotation, ImageItem, Ref, ScoreRequest

@@ -6,8 +6,8 @@ Boxes are ``[x, y, w, h]`` in float pixels, as in COCO, RefCOCO and MAttNet's fi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -26,6 +26,10 @@ class Box:
     h: float
     score: float = 1.0
     label: str = ""
+    #: The region's segmentation, when its source has one: COCO run-length encoding (compressed, a dict
+    #: ``{"size": [height, width], "counts": bytes}``), as :func:`refbench.mask_rle` makes it; read it
+    #: with :func:`refbench.decode_mask`. Not part of equality: two boxes at the same place are equal.
+    mask: Any = field(default=None, compare=False, repr=False)
 
     @property
     def xywh(self) -> tuple[float, float, float, float]:

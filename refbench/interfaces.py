@@ -107,6 +107,10 @@ class Prompter(Component, ABC):
     #: may then recompute only there (the clip scorer's exact views do). None: views may differ anywhere.
     draws_within_box: ClassVar[int | None] = None
 
+    #: True when the views are drawn from each candidate's mask (:attr:`Box.mask`): the runner then
+    #: checks, before it starts, that every candidate has one, and names where masks come from if not.
+    needs_masks: ClassVar[bool] = False
+
     #: Phrases are cut to this many characters before the template is applied (as the method's
     #: original code fed its tokeniser); None: whole phrases.
     phrase_chars: ClassVar[int | None] = None

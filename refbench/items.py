@@ -16,6 +16,9 @@ class Annotation:
     id: int
     box: Box
     category: str = ""
+    #: The object's COCO segmentation as the file holds it (polygons or RLE), None if it has none;
+    #: :func:`refbench.annotation_boxes` turns it into checked masks on the boxes.
+    segmentation: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,12 +103,8 @@ def locate(root: Path, dataset: str, split_by: str, images: Path) -> tuple[Refer
 
 
 def load_instances(path: Path) -> dict[str, Any]:
-    def lean(obj: dict[str, Any]) -> dict[str, Any]:  # polygons are never used: drop them while parsing
-        obj.pop("segmentation", None)
-        return obj
-
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_hook=lean)
+        data = json.loads(path.read_text(encoding="utf-8"))
         images = {int(i["id"]): i for i in data["images"]}
         anns = {int(a["id"]): a for a in data["annotations"]}
         cats = {int(c["id"]): c["name"] for c in data.get("categories", [])}
@@ -169,7 +165,7 @@ def _items(files: ReferFiles, refs: list[dict[str, Any]], coco: dict[str, Any], 
         anns = anns_by_image.get(int(ann["image_id"]))
         if anns is not None:
             anns.append(Annotation(int(ann["id"]), _box(ann["bbox"], f"annotation {ann['id']}"),
-                                   coco["cats"].get(int(ann.get("category_id", -1)), "")))
+                                   coco["cats"].get(int(ann.get("category_id", -1)), ""), ann.get("segmentation")))
     items = []
     for image_id in sorted(by_image):
         info = coco["images"].get(image_id)
@@ -195,25 +191,38 @@ def _text(sent: dict[str, Any], field: str, ref: dict[str, Any], source: Path) -
     raise RefbenchError(f"{source}: ref {ref['ref_id']} sentence {sent.get('sent_id')} has no {field!r} text", fix)
 
 
-def load_detections(path: Path) -> dict[int, list[Box]]:
-    """MAttNet detection file: JSON list of {det_id, box [x,y,w,h], image_id, category_id, category_name, score}."""
+def read_detection_list(path: Path, what: str = "detections") -> list[Any]:
+    """The JSON list of a detections file (MAttNet's, possibly wrapped as ``{"dets": [...]}``, or a
+    COCO results file)."""
     if not path.is_file():
-        raise RefbenchError(f"detections file not found: {path}", DETECTIONS_FIX)
+        raise RefbenchError(f"{what} file not found: {path}", DETECTIONS_FIX)
     try:
         dets = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise RefbenchError(f"{path}: corrupt detections file ({exc})", "re-download or regenerate it") from None
+        raise RefbenchError(f"{path}: corrupt {what} file ({exc})", "re-download or regenerate it") from None
     if isinstance(dets, dict) and "dets" in dets:  # some releases wrap the list
         dets = dets["dets"]
     if not isinstance(dets, list):
-        raise RefbenchError(f"{path}: expected a JSON list of detections", "use MAttNet's <dataset>_<split_by>_dets.json")
+        raise RefbenchError(f"{path}: expected a JSON list of {what}", "use MAttNet's <dataset>_<split_by>_dets.json")
+    return dets
+
+
+def load_detections(path: Path, ids: dict[int, list[int | None]] | None = None) -> dict[int, list[Box]]:
+    """Boxes per image id, in file order, from a MAttNet detection file (a JSON list of {det_id, box
+    [x,y,w,h], image_id, category_id, category_name, score}) or a COCO results file ({image_id,
+    category_id, bbox, score}). ``ids``, when given, receives each image's det_ids in the same order
+    (None where an entry has none)."""
     out: dict[int, list[Box]] = {}
-    for i, det in enumerate(dets):
+    for i, det in enumerate(read_detection_list(path)):
         try:
-            x, y, w, h = det["box"]
+            x, y, w, h = det["box"] if "box" in det else det["bbox"]
             box = Box(float(x), float(y), float(w), float(h), float(det.get("score", 1.0)), str(det.get("category_name", "")))
-            out.setdefault(int(det["image_id"]), []).append(box)
+            image_id = int(det["image_id"])
+            det_id = int(det["det_id"]) if "det_id" in det else None
         except (KeyError, TypeError, ValueError):
             raise RefbenchError(f"{path}: detection #{i} is not {{box: [x, y, w, h], image_id, score}}: {str(det)[:80]}",
                                 "fix or regenerate the detections file") from None
+        out.setdefault(image_id, []).append(box)
+        if ids is not None:
+            ids.setdefault(image_id, []).append(det_id)
     return out

@@ -60,8 +60,8 @@ def test_equal_specs_give_equal_bytes_and_other_seeds_do_not(small_root, tmp_pat
     again = generate(tmp_path / "again", SMALL)
     first = file_hashes(small_root)
     assert file_hashes(tmp_path / "again") == first
-    # every image, both variants' instances + refs, both detection files, SYNTHREF.json; no temporaries
-    assert len(first) == sum(SMALL.images.values()) + 7
+    # every image, both variants' instances + refs, both detection and both masks files, SYNTHREF.json; no temporaries
+    assert len(first) == sum(SMALL.images.values()) + 9
     assert not [name for name in first if name.endswith(".tmp")]
 
     generate(tmp_path / "other", dataclasses.replace(SMALL, seed=6))

@@ -90,9 +90,24 @@ def candidates(items: list[ImageItem], proposer: Proposer | None, methods: list[
     except RefbenchError as exc:
         problems.append(exc.within("proposer: "))
     problems += [p.within(f"method {m.id}: ") for m in methods if m.grounder is not None for p in m.grounder.expect(items, known)]
+    problems += mask_problems(proposals, methods) if not problems else []
     if problems:
         raise RefbenchError.many(problems)
     return proposals
+
+
+MASKS_FROM = ("masks come from the proposer: {plugin: gt, masks: true} (instances.json segmentations) or "
+              "{plugin: detections, masks: FILE} (MAttNet's *_masks.json or a COCO results file with segmentation)")
+
+
+def mask_problems(proposals: Proposals, methods: list[Method]) -> list[RefbenchError]:
+    """One error per method whose prompter draws masks while some candidate has none (the first named)."""
+    bare = next(((image, i) for image, boxes in proposals.boxes.items() for i, b in enumerate(boxes) if b.mask is None), None)
+    if bare is None:
+        return []
+    return [RefbenchError(f"method {m.id}: prompter {type(m.prompter).__name__} draws candidates' masks, but image {bare[0]} "
+                          f"box {bare[1]} has none", MASKS_FROM)
+            for m in methods if m.prompter is not None and m.prompter.needs_masks]
 
 
 def propose_for(bench: Bench, items: list[ImageItem]) -> Proposals:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..files import write_atomic
+from .masks import write_masks
 from .phrases import MAX_SENTENCES, ref_dict
 from .scene import make_scene
 from .spec import PHRASE_TYPES, SHAPES, SPLITS, VARIANTS, SynthSpec, SynthSummary
@@ -36,6 +37,7 @@ def generate(root: str | Path, spec: SynthSpec = SynthSpec(),
     if marker.exists():
         stored = json.loads(marker.read_text(encoding="utf-8"))
         if stored.get("format_version") == FORMAT_VERSION and stored.get("spec") == spec_record:
+            write_masks(root)  # a data set written before detection masks existed gets them
             return _summary_from_record(root, stored["summary"])
         raise FileExistsError(f"{root} already holds a SynthRef data set made from another spec or generator version; "
                               "pick another folder or delete it")
@@ -93,6 +95,7 @@ def generate(root: str | Path, spec: SynthSpec = SynthSpec(),
         write_atomic(root / variant / "instances.json", instances_bytes)
         write_atomic(root / variant / "refs(unc).p", pickle.dumps(refs[variant], protocol=2))
         write_atomic(root / "dets" / f"{variant}_unc_dets.json", dets_bytes)
+    write_masks(root)
 
     summary = SynthSummary(
         root=root,

@@ -1,7 +1,7 @@
 """refbench plugin: visual prompts from the zero-shot referring-expression literature.
 
 Each prompter draws one candidate box on its own copy of the image and names the text
-template of the method it comes from (see ``prompters.py``). The package imports nothing
+template of the method it comes from (see ``prompters.py``; mask prompts in ``masks.py``). The package imports nothing
 on its own; ``from visual_prompts import Blur`` loads the prompters.
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_EXPORTS = {name: "prompters" for name in ("Blur", "CptShade", "GrayscaleOutside", "RedCircle")}
+_EXPORTS = {**{name: "prompters" for name in ("Blur", "CptShade", "GrayscaleOutside", "RedCircle")},
+            **{name: "masks" for name in ("BlurReverseMask", "GrayscaleReverseMask", "MaskShade")}}
 __all__ = sorted(_EXPORTS)
 
 

@@ -13,6 +13,9 @@ def refbench_prompters():
         "red_circle": "visual_prompts.prompters:RedCircle",
         "cpt_shade": "visual_prompts.prompters:CptShade",
         "grayscale_outside": "visual_prompts.prompters:GrayscaleOutside",
+        "mask_shade": "visual_prompts.masks:MaskShade",
+        "blur_reverse_mask": "visual_prompts.masks:BlurReverseMask",
+        "grayscale_reverse_mask": "visual_prompts.masks:GrayscaleReverseMask",
     }
 
 
