@@ -33,7 +33,7 @@ def test_benchmark_yaml_is_valid(path):
                 check_options(kind, spec)
 
 
-@pytest.mark.parametrize("path", sorted((BENCHMARKS / "train").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((BENCHMARKS / "train").rglob("*.yaml")), ids=lambda p: p.name)
 def test_training_yaml_is_valid(path):
     config = load_train_config(path)
     check_options("dataset", config.data)

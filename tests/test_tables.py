@@ -203,3 +203,15 @@ def test_run_summary_fits(terminal, capsys, results):
     assert max(map(len, out)) <= 60
     assert all(any(f"│ {m} " in x for x in out) for m in record["metrics"])
     assert any("upper bound" in x and "leaderboard --wide" in x for x in out)
+
+
+def test_reported_rows_parse_and_each_cites_its_source():
+    from refbench.leaderboard import reported_rows
+
+    rows = reported_rows()
+    assert rows and all(r.citation and r.splits and all(0 < v < 100 for v in r.splits.values()) for r in rows)
+    zoo = {(r.method, r.dataset) for r in rows}
+    for method in ("ReCLIP (zero-shot)", "FGVP (zero-shot)", "red circle (zero-shot)", "red circle (FGVP's run)",
+                   "CPT-adapted (ReCLIP's run)", "CPT-adapted (FGVP's run)"):
+        assert {(method, d) for d in ("refcoco/unc", "refcoco+/unc", "refcocog/umd")} <= zoo, method
+    assert all("Table" in r.citation or "README" in r.citation for r in rows if r.method.startswith(("ReCLIP", "FGVP", "red circle")))
