@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# One prepared GPU check, under 5 minutes: perf_eval on CUDA with a ViT-B/32-size randomly
-# initialised CLIP at bf16 (224 px views). Prints views/s and the efficiency ratio.
+# One prepared GPU check, under 8 minutes: perf_eval on CUDA with a ViT-B/32-size randomly
+# initialised CLIP at bf16 (224 px views, batch 1024, 3,000 SynthRef images). Prints the raw
+# encoder's views/s against the runner's end to end for each view path (exact, resized, device:
+# workers only decode, views drawn and resized on the GPU), the efficiency ratios, the device
+# path's drawing alone, and each path's agreement with the exact views.
 #   bash benchmarks/gpu_check.sh            # on a machine with an NVIDIA GPU and torch installed
 # Wheels for packages the machine lacks may be put in .whl/ (installed offline, without deps).
 set -euo pipefail
@@ -20,4 +23,4 @@ PY
 workers=$(( $(nproc) > 13 ? 12 : $(nproc) - 1 ))
 python3 benchmarks/perf_eval.py --device cuda --arch ViT-B-32 --precision bf16 --batch-size 1024 \
     --workers "$workers" --random-init --images "${IMAGES:-3000}" --loop-images 100 --raw-views 8192 --skip c \
-    --data "${DATA:-/tmp/refbench-perf}"
+    --views exact resized device --repeats "${REPEATS:-2}" --data "${DATA:-/tmp/refbench-perf}"

@@ -5,10 +5,13 @@ per image), for each model:
   (a) the runner vs a phrase-at-a-time loop (same rendering, same model): speed ratio, and
       the predictions must be identical;
   (b) the runner's end-to-end views/s vs the raw encoder's views/s on pre-rendered tensors
-      at the same batch size: efficiency ratio (both view paths, 'exact' and 'resized', with
-      the resized path's agreement with the exact one). Whole runs and raw-encoder passes
-      alternate, --repeats of each, and the ratio is best over best (and the median of the
-      pairs): the machine's speed drifts by several percent between measurements;
+      at the same batch size: efficiency ratio (each view path of --views: 'exact', 'resized'
+      and 'device', with the others' agreement with the exact one). Whole runs and raw-encoder
+      passes alternate, --repeats of each, and the ratio is best over best (and the median of
+      the pairs): the machine's speed drifts by several percent between measurements. For
+      'device' (workers only decode; views drawn and resized where the model runs) the raw
+      encoder is the same model on pre-rendered views, and the drawing alone (no model) is
+      timed too;
   (c) peak RSS of `refbench run` at 1x and 4x the images.
 
     python benchmarks/perf_eval.py                  # CPU, the tiny ResNet and ViT CLIPs
@@ -100,6 +103,43 @@ def preparation_only(cfg_path: Path) -> float:
     return n / (time.perf_counter() - start)
 
 
+def prepared_views(bench, views_wanted: int) -> list:
+    """The first images' prepared views (at least ``views_wanted``), one entry per image."""
+    (m,) = bench.methods
+    prepared, n = [], 0
+    for item in bench.dataset:
+        boxes = bench.proposer.propose(item)
+        prepared.append(m.scorer.prepare(load_image(item), boxes, m.prompter))
+        n += len(boxes)
+        if n >= views_wanted:
+            break
+    return prepared
+
+
+def drawing_only(cfg_path: Path, batch: int, views_wanted: int, repeats: int) -> list[float]:
+    """``views: device``: views/s of drawing, resizing and normalising alone (no model), on batches of
+    ``batch`` views whose images are already on the model's device. One figure per repeat."""
+    bench = build(load_config(cfg_path))
+    (m,) = bench.methods
+    scorer = m.scorer
+    views = scorer.to_device(scorer.concat(prepared_views(bench, views_wanted)))
+    batches = [views[i : i + batch] for i in range(0, len(views), batch)]
+    cuda = scorer.device.type == "cuda"
+    rates = []
+    with torch.inference_mode():
+        scorer.device_input(batches[0])  # warm-up
+        for _ in range(repeats):
+            if cuda:
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            for b in batches:
+                scorer.device_input(b)
+            if cuda:
+                torch.cuda.synchronize()
+            rates.append(len(views) / (time.perf_counter() - t))
+    return rates
+
+
 class RawEncoder:
     """``encode_views`` alone, on views prepared beforehand, at the runner's batch size."""
 
@@ -107,14 +147,7 @@ class RawEncoder:
         bench = build(load_config(cfg_path))
         (m,) = bench.methods
         self.scorer, self.batch = m.scorer, batch
-        prepared, n = [], 0
-        for item in bench.dataset:
-            boxes = bench.proposer.propose(item)
-            prepared.append(m.scorer.prepare(load_image(item), boxes, m.prompter))
-            n += len(boxes)
-            if n >= views_wanted:
-                break
-        self.views = torch.cat(prepared)
+        self.views = torch.cat(prepared_views(bench, views_wanted))
         self.cuda = m.scorer.device.type == "cuda"
         if self.cuda:
             self.views = self.views.pin_memory()
@@ -229,6 +262,8 @@ def main() -> int:
                    help="(b): end-to-end runs and raw-encoder passes, interleaved")
     p.add_argument("--random-init", action="store_true", help="ignore shipped checkpoints (speed does not depend on weights)")
     p.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c"])
+    p.add_argument("--views", nargs="+", default=["exact", "resized", "device"], choices=["exact", "resized", "device"],
+                   help="view paths to compare (exact always runs: it is the reference)")
     p.add_argument("--rss-repeats", type=int, default=3)
     p.add_argument("--rss-child", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -243,9 +278,10 @@ def main() -> int:
           f"{'' if args.device.startswith('cuda') else 'CPUs'}), torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"batch {args.batch_size}, workers {args.workers}, precision {args.precision}")
     report: dict = {}
+    paths = ["exact"] + [v for v in args.views if v != "exact"]
     for arch in args.arch:
         cfgs = {}
-        for views in ("exact", "resized"):
+        for views in paths:
             cfgs[views] = tmp / f"{arch}-{views}.yaml"
             cfgs[views].write_text(config_text(root, method(args, arch, views), args.batch_size, args.workers))
         runs = {}
@@ -257,11 +293,14 @@ def main() -> int:
                   f"{record['metrics']['m']['n']} phrases in {s['wall_s']:.2f}s = {s['views'] / s['wall_s']:.0f} views/s; "
                   f"accuracy {record['metrics']['m']['accuracy']:.2f}%")
         exact_rec, exact_rows = runs["exact"]
-        fast_rec, fast_rows = runs["resized"]
-        agree = np.mean([a["chosen"] == b["chosen"] for a, b in zip(exact_rows, fast_rows)])
-        print(f"[{arch}] resized vs exact views: {100 * agree:.2f}% same choice, accuracy "
-              f"{fast_rec['metrics']['m']['accuracy']:.2f} vs {exact_rec['metrics']['m']['accuracy']:.2f}")
-        entry = {"views_agreement": agree}
+        entry: dict = {}
+        for views in paths[1:]:
+            rec, rows = runs[views]
+            chosen = {r["sent_id"]: r["chosen"] for r in rows}
+            agree = float(np.mean([chosen[r["sent_id"]] == r["chosen"] for r in exact_rows]))
+            print(f"[{arch}] {views} vs exact views: {100 * agree:.2f}% same choice, accuracy "
+                  f"{rec['metrics']['m']['accuracy']:.2f} vs {exact_rec['metrics']['m']['accuracy']:.2f}")
+            entry["views_agreement" if views == "resized" else f"views_agreement_{views}"] = agree
         if "a" not in args.skip:
             loop_s, loop_chosen, loop_n = phrase_loop(cfgs["exact"], args.loop_images)
             runner_chosen = {r["sent_id"]: r["chosen"] for r in exact_rows}
@@ -272,8 +311,10 @@ def main() -> int:
                   f"identical predictions: {same}/{loop_n}")
             entry.update(speedup=ratio, identical=same == loop_n)
         if "b" not in args.skip:
-            for views in ("exact", "resized"):
-                raw = RawEncoder(cfgs[views], args.batch_size, args.raw_views)
+            best: dict[str, float] = {}
+            for views in paths:
+                # the raw encoder on pre-rendered views: for 'device', the exact path's (the same model, the same input size)
+                raw = RawEncoder(cfgs["exact" if views == "device" else views], args.batch_size, args.raw_views)
                 # interleaved, the same number of each: the machine's speed drifts by several percent
                 raws, e2es, sides = [], [], []
                 for r in range(args.repeats):
@@ -296,7 +337,16 @@ def main() -> int:
                           f"side by side: {_list(sides)} views/s; end to end / that: best/best {100 * max(e2es) / max(sides):.1f}%")
                     entry[f"efficiency_{views}_vs_side_by_side"] = max(e2es) / max(sides)
                 entry[f"efficiency_{views}"] = max(e2es) / max(raws)
+                best["raw"] = max(best.get("raw", 0.0), *raws)
+                best[views] = max(e2es)
                 entry[f"efficiency_{views}_pairs"] = pairs
+                if views == "device":
+                    draws = drawing_only(cfgs[views], args.batch_size, args.raw_views, args.repeats)
+                    print(f"[{arch}] (b) device: drawing, resizing and normalising alone (images already on {args.device}, "
+                          f"no model): {_list(draws)} views/s")
+                    entry["device_drawing_views_per_s"] = max(draws)
+            print(f"[{arch}] (b) best views/s: raw encoder {best['raw']:.0f}; end to end "
+                  + ", ".join(f"{v} {best[v]:.0f} ({100 * best[v] / best['raw']:.1f}%)" for v in paths))
         report[arch] = entry
     if "c" not in args.skip:
         arch = args.arch[0]

@@ -8,7 +8,7 @@ field's name before any work starts.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict
 from .boxes import Box
 from .errors import RefbenchError
 from .items import Annotation, ImageItem, Ref, ScoreRequest
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Annotation", "Combinator", "Component", "Dataset", "EmbeddingScorer", "Grounder", "ImageItem", "Options",
            "Prompter", "Proposer", "Ref", "ScoreRequest", "Scorer"]
@@ -97,11 +100,15 @@ class Prompter(Component, ABC):
     ``render`` is the reference path. A prompter whose views keep the image's size may also
     offer :meth:`render_resized`, which a scorer uses to draw on an image already resized to
     the model's input (``views: resized`` in the clip scorer). Both run in worker processes,
-    one call at a time per process.
+    one call at a time per process. A prompter may also offer :meth:`render_tensor`, the same
+    views drawn with torch ops on a batch of images already on the model's device (``views:
+    device`` in the clip scorer); it runs in the process that holds the model.
     """
 
     #: True when :meth:`render_resized` is implemented.
     renders_resized: ClassVar[bool] = False
+    #: True when :meth:`render_tensor` is implemented.
+    renders_tensor: ClassVar[bool] = False
     #: When set, every view equals the image except within this many pixels (plus one, for rounding)
     #: of its box, clipped to the image (or at the image's pixel nearest a box outside it): a scorer
     #: may then recompute only there (the clip scorer's exact views do). None: views may differ anywhere.
@@ -130,6 +137,20 @@ class Prompter(Component, ABC):
         array of that shape, e.g. a transposed view of a channels-first batch). Sizes drawn in
         pixels (outlines) scale by ``scale``. Only when :attr:`renders_resized` is True."""
         raise RefbenchError(f"prompter {type(self).__name__} draws only on the full image",
+                            "use the scorer's exact views (views: exact)")
+
+    def render_tensor(self, images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`render`'s views drawn with torch ops, batched over boxes and images, on the device
+        the images are on (e.g. the model's GPU). Only when :attr:`renders_tensor` is True.
+
+        ``images``: uint8 ``[B, 3, H, W]`` RGB (any strides; ``[3, H, W]`` is one image), all of one
+        size. ``boxes``: ``[N, 4]`` xywh in those images' pixels, float64 (the coordinates a
+        :class:`Box` holds), on the images' device. ``index``: ``[N]`` int64 on that device, the image
+        each box is drawn on (None: every box on image 0). Returns ``[N, 3, H, W]`` uint8 on that
+        device, ``views[i]`` the view of ``boxes[i]`` on ``images[index[i]]``: the pixels
+        :meth:`render` draws for it (a prompter documents any difference). Must not modify ``images``.
+        """
+        raise RefbenchError(f"prompter {type(self).__name__} draws only with PIL and numpy (no tensor path)",
                             "use the scorer's exact views (views: exact)")
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import io
-from typing import Annotated, Literal, Sequence
+from typing import TYPE_CHECKING, Annotated, Literal, Sequence
 
 import numpy as np
 from PIL import Image
 from pydantic import Field, model_validator
 
 from refbench import Box, Options, Prompter, RefbenchError
+
+if TYPE_CHECKING:
+    import torch
 
 LIMEGREEN = (50, 205, 50)
 
@@ -27,7 +30,8 @@ class GreenShade(Prompter):
     """Fills the box with a colour at an opacity and outlines it (default limegreen, 0.5, 2 px).
 
     ``style: seed`` draws as the original fine-tuning code wrote its views instead (see
-    :func:`seed_view`); such views exist only on the full image (no ``views: resized``).
+    :func:`seed_view`); such views exist only on the full image (no ``views: resized``) and only
+    with PIL and numpy (no ``views: device``).
     """
 
     class Options(Options):
@@ -48,6 +52,7 @@ class GreenShade(Prompter):
         super().__init__(options)
         if self.options.style == "seed":  # JPEG views: made on the full image only, and changed everywhere
             self.renders_resized = False
+            self.renders_tensor = False
             self.draws_within_box = None
             self.phrase_chars = 150  # create_refexp_data.py cuts phrases to 150 characters
 
@@ -60,6 +65,7 @@ class GreenShade(Prompter):
         return [Image.fromarray(view) for view in views]
 
     renders_resized = True
+    renders_tensor = True
     draws_within_box = 0  # fill and outline stay inside each box's pixel bounds
 
     def render_resized(self, image: np.ndarray, boxes: Sequence[Box], scale: float, out: np.ndarray | None = None) -> np.ndarray:
@@ -70,6 +76,31 @@ class GreenShade(Prompter):
                                 "use the scorer's views: exact")
         t = max(1, round(self.options.outline * scale)) if self.options.outline else 0
         return self._shade_all(image, boxes, t, out)
+
+    def render_tensor(self, images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`render`'s views with torch ops, bit-identical to them (the same bounds, the blend in
+        float64 as numpy computes it, rounded half to even)."""
+        if self.options.style == "seed":
+            raise RefbenchError("green_shade style seed draws only with PIL and numpy (its views are JPEG round trips)",
+                                "use the scorer's views: exact")
+        import torch
+
+        images, boxes, index = tensor_args(images, boxes, index)
+        h, w = images.shape[-2:]
+        x, y, bw, bh = boxes.unbind(1)
+        x0 = torch.round(x).clamp(0, w - 1).long()  # pixel_bounds, batched
+        y0 = torch.round(y).clamp(0, h - 1).long()
+        x1 = torch.maximum(torch.round(x + bw).clamp(-1, w).long(), x0 + 1).clamp(max=w)
+        y1 = torch.maximum(torch.round(y + bh).clamp(-1, h).long(), y0 + 1).clamp(max=h)
+        o = self.options
+        colour = np.asarray(o.colour, dtype=np.float32)
+        tint = torch.from_numpy(colour * o.alpha).to(images.device).double().view(1, 3, 1, 1)
+        blended = torch.round(images.double() * (1 - o.alpha) + tint).to(torch.uint8)  # per image, shared by its views
+        solid = torch.from_numpy(colour.astype(np.uint8)).to(images.device).view(1, 3, 1, 1)
+        t = o.outline
+        box = region(x0, y0, x1, y1, h, w)
+        inner = region(x0 + t, y0 + t, x1 - t, y1 - t, h, w) if t else box
+        return torch.where(inner, blended[index], torch.where(box, solid, images[index]))
 
     def _shade_all(self, image: np.ndarray, boxes: Sequence[Box], t: int, out: np.ndarray | None = None) -> np.ndarray:
         """Every box on its own copy of ``image`` (H x W x 3 uint8): the box blended with the colour at
@@ -97,6 +128,29 @@ class GreenShade(Prompter):
                     continue
             view[y0:y1, x0:x1] = blended[y0 - top : y1 - top, x0 - left : x1 - left]
         return views
+
+
+def tensor_args(images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:meth:`Prompter.render_tensor`'s arguments as ``[B, 3, H, W]`` images, float64 ``[N, 4]`` boxes and ``[N]`` indices."""
+    import torch
+
+    if images.dim() == 3:
+        images = images[None]
+    boxes = boxes.to(device=images.device, dtype=torch.float64).reshape(-1, 4)
+    if index is None:
+        index = torch.zeros(len(boxes), dtype=torch.long, device=images.device)
+    return images, boxes, index.to(images.device)
+
+
+def region(x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``[N, 1, h, w]`` masks of the half-open pixel rectangles ``[x0, x1) x [y0, y1)`` (each ``[N]``; empty where ``x0 >= x1``)."""
+    import torch
+
+    ys = torch.arange(h, device=x0.device)
+    xs = torch.arange(w, device=x0.device)
+    rows = (ys >= y0[:, None]) & (ys < y1[:, None])
+    cols = (xs >= x0[:, None]) & (xs < x1[:, None])
+    return (rows[:, :, None] & cols[:, None, :])[:, None]
 
 
 # ---------------------------------------------------------------- style: seed

@@ -17,6 +17,7 @@ from torchvision import transforms
 
 from refbench import Box, EmbeddingScorer, Options, Prompter, RefbenchError, atomic_path, join_tensors, sha256
 
+from .device import DeviceViews, draw
 from .views import ExactViews
 
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
@@ -176,8 +177,9 @@ class ClipScorer(EmbeddingScorer):
         device: str = Field("auto", description="auto, cpu, cuda, cuda:1...")
         precision: Literal["fp32", "bf16", "fp16"] = "fp32"
         batch_size: int | None = Field(None, ge=1, description="split encoder calls into this many views")
-        views: Literal["exact", "resized"] = Field(
-            "exact", description="exact: render on the full image, then preprocess; resized: preprocess once, shade the model-size tensor")
+        views: Literal["exact", "resized", "device"] = Field(
+            "exact", description="exact: render on the full image, then preprocess; resized: preprocess once, shade the model-size tensor; "
+                                 "device: workers only decode, views are drawn and resized with torch on the model's device")
         threads: int | None = Field(None, ge=1, description="torch CPU threads")
 
     @classmethod
@@ -249,15 +251,24 @@ class ClipScorer(EmbeddingScorer):
         if prompter is not None and self.options.views == "resized" and not prompter.renders_resized:
             return [RefbenchError(f"views: resized, but prompter {type(prompter).__name__} draws only on the full image",
                                   "use the scorer's views: exact")]
+        if prompter is not None and self.options.views == "device" and not prompter.renders_tensor:
+            return [RefbenchError(f"views: device, but prompter {type(prompter).__name__} draws only with PIL and numpy (no render_tensor)",
+                                  "use the scorer's views: exact")]
         return super().check_prompter(prompter)
 
     # ------------------------------------------------------------ preparation (workers)
 
-    def prepare(self, image: Image.Image, boxes: Sequence[Box], prompter: Prompter | None) -> torch.Tensor:
+    def prepare(self, image: Image.Image, boxes: Sequence[Box], prompter: Prompter | None) -> torch.Tensor | DeviceViews:
         """``[len(boxes), 3, size, size]`` uint8 views, contiguous: they are written channels-first
-        here, in the workers, so batching them is a plain copy."""
+        here, in the workers, so batching them is a plain copy. With ``views: device``, the decoded
+        image and its boxes instead (:class:`DeviceViews`, one row per view): :meth:`encode_views`
+        draws the views."""
         if prompter is None:
             raise RefbenchError("scorer 'clip' needs a prompter", "add prompter: {plugin: green_shade}")
+        if self.options.views == "device":
+            if not prompter.renders_tensor:
+                raise RefbenchError(f"prompter {type(prompter).__name__} draws only with PIL and numpy", "use the scorer's views: exact")
+            return DeviceViews.of(image, boxes, prompter)
         out = torch.empty((len(boxes), 3, self.size, self.size), dtype=torch.uint8)
         array = out.numpy().transpose(0, 2, 3, 1)  # the same memory, seen as N x H x W x 3
         if self.options.views == "exact":
@@ -288,11 +299,18 @@ class ClipScorer(EmbeddingScorer):
         x = views.to(self.device, non_blocking=True).float()
         return (x - self.mean) / self.std
 
-    def concat(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
-        return join_tensors(prepared)
+    def device_input(self, views: DeviceViews) -> torch.Tensor:
+        """``views: device``: the views drawn, resized and normalised on the model's device."""
+        return draw(views.to(self.device), self.size).sub_(self.mean).div_(self.std)
 
-    def to_device(self, views: torch.Tensor) -> torch.Tensor:
-        return views.to(self.device, non_blocking=True)
+    def concat(self, prepared: Sequence[torch.Tensor | DeviceViews]) -> torch.Tensor | DeviceViews:
+        if isinstance(prepared[0], DeviceViews):
+            return DeviceViews.concat(prepared)  # type: ignore[arg-type]
+        return join_tensors(prepared)  # type: ignore[arg-type]
+
+    def to_device(self, views: torch.Tensor | DeviceViews) -> torch.Tensor | DeviceViews:
+        """The views (``views: device``: the decoded images) on the model's device, asynchronously where possible."""
+        return views.to(self.device, non_blocking=True) if isinstance(views, torch.Tensor) else views.to(self.device)
 
     @property
     def on_gpu(self) -> bool:
@@ -310,11 +328,14 @@ class ClipScorer(EmbeddingScorer):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=PRECISIONS[self.options.precision])
 
-    def encode_views(self, views: torch.Tensor) -> torch.Tensor:
+    def encode_views(self, views: torch.Tensor | DeviceViews) -> torch.Tensor:
         step = self.options.batch_size or len(views)
-        with self.autocast():
-            feats = [self.model.encode_image(self.model_input(views[i : i + step]), normalize=True)
-                     for i in range(0, len(views), step)]
+        inputs = self.device_input if isinstance(views, DeviceViews) else self.model_input
+        feats = []
+        for i in range(0, len(views), step):
+            x = inputs(views[i : i + step])  # type: ignore[arg-type]
+            with self.autocast():
+                feats.append(self.model.encode_image(x, normalize=True))
         return torch.cat(feats).float()
 
     def _cached(self, cache: dict[Any, Any], keys: Sequence[Any], compute: Callable[[list[int]], Sequence[Any]]) -> list[Any]:

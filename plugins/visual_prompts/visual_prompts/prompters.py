@@ -16,17 +16,24 @@ one). Defaults are those of the code each method was published with:
 
 The box's pixels are those ReCLIP's mask rectangle covers (:func:`box_pixels`), for every
 prompter that treats the box as a region.
+
+Every prompter here also draws with torch ops (``render_tensor``, the clip scorer's ``views:
+device``), batched, bit-identical to its PIL/numpy views: the blur reproduces Pillow's
+``GaussianBlur`` (three box blurs a direction, in its fixed-point arithmetic).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Sequence
+from typing import TYPE_CHECKING, Annotated, Sequence
 
 import numpy as np
 from PIL import Image, ImageFilter
 from pydantic import Field
 
 from refbench import Box, Options, Prompter
+
+if TYPE_CHECKING:
+    import torch
 
 Channel = Annotated[int, Field(ge=0, le=255)]
 RGB = tuple[Channel, Channel, Channel]
@@ -61,14 +68,105 @@ def luma(image: np.ndarray) -> np.ndarray:
     return ((rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16).astype(np.uint8)
 
 
+# ---------------------------------------------------------------- the tensor path (render_tensor)
+
+
+def tensor_args(images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``render_tensor``'s arguments as ``[B, 3, H, W]`` images, float64 ``[N, 4]`` boxes and ``[N]`` image indices."""
+    import torch
+
+    if images.dim() == 3:
+        images = images[None]
+    boxes = boxes.to(device=images.device, dtype=torch.float64).reshape(-1, 4)
+    if index is None:
+        index = torch.zeros(len(boxes), dtype=torch.long, device=images.device)
+    return images, boxes, index.to(images.device)
+
+
+def box_pixels_tensor(boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """``[N, 1, H, W]`` masks of :func:`box_pixels`' rectangles of ``[N, 4]`` float64 xywh boxes."""
+    import torch
+
+    x, y, w, h = boxes.unbind(1)
+    left, top = x.clamp(0, width), y.clamp(0, height)
+    right, bottom = (x + w).clamp(0, width), (y + h).clamp(0, height)
+    x0, y0 = left.long(), top.long()  # int(): truncation, of numbers >= 0
+    x1 = torch.maximum(right.long().clamp(max=width - 1) + 1, x0)
+    y1 = torch.maximum(bottom.long().clamp(max=height - 1) + 1, y0)
+    ys = torch.arange(height, device=boxes.device)
+    xs = torch.arange(width, device=boxes.device)
+    rows = (ys >= y0[:, None]) & (ys < y1[:, None])
+    cols = (xs >= x0[:, None]) & (xs < x1[:, None])
+    return (rows[:, :, None] & cols[:, None, :])[:, None]
+
+
+def luma_tensor(images: torch.Tensor) -> torch.Tensor:
+    """:func:`luma` of ``[B, 3, H, W]`` uint8 images: ``[B, 1, H, W]`` uint8, the same integers."""
+    import torch
+
+    rgb = images.to(torch.int32)
+    return ((rgb[:, 0:1] * 19595 + rgb[:, 1:2] * 38470 + rgb[:, 2:3] * 7471 + 0x8000) >> 16).to(torch.uint8)
+
+
+def _f32(x: float) -> np.float32:
+    return np.float32(x)
+
+
+def pillow_box_radius(radius: float, passes: int = 3) -> np.float32:
+    """The box radius Pillow's ``GaussianBlur(radius)`` blurs with (``_gaussian_blur_radius`` in
+    BoxBlur.c), in its float32 arithmetic."""
+    r, n = _f32(radius), passes
+    sigma2 = _f32(r * r / _f32(n))
+    big_l = _f32(np.sqrt(12.0 * np.float64(sigma2) + 1.0))
+    small_l = _f32(np.floor((np.float64(big_l) - 1.0) / 2.0))
+    a = _f32((_f32(2) * small_l + _f32(1)) * (small_l * (small_l + _f32(1)) - _f32(3) * sigma2))
+    a = _f32(a / _f32(_f32(6) * (sigma2 - (small_l + _f32(1)) * (small_l + _f32(1)))))
+    return _f32(small_l + a)
+
+
+def box_blur_lines(x: torch.Tensor, radius: np.float32) -> torch.Tensor:
+    """One pass of Pillow's ``ImagingHorizontalBoxBlur`` along the last dimension of uint8 ``x``:
+    ``(ww * (the 2r + 1 pixels around) + fw * (the two next ones) + 2**23) >> 24``, edge pixels
+    repeated beyond the ends, with Pillow's 24-bit fixed-point weights; uint8 out."""
+    import torch
+
+    r = int(radius)
+    ww = int(np.float32(1 << 24) / np.float32(radius * np.float32(2) + np.float32(1)))
+    fw = ((1 << 24) - (2 * r + 1) * ww) // 2
+    n = x.shape[-1]
+    pad = torch.arange(-r - 1, n + r + 1, device=x.device).clamp_(0, n - 1)
+    line = x[..., pad].to(torch.int64)  # index p = i + r + 1 holds pixel i
+    sums = torch.nn.functional.pad(line.cumsum(-1), (1, 0))  # sums[k] = line[:k].sum()
+    window = sums[..., 2 * r + 2 : 2 * r + 2 + n] - sums[..., 1 : n + 1]  # line[i + 1 : i + 2r + 2]: pixels i - r .. i + r
+    far = line[..., :n] + line[..., 2 * r + 2 :]  # pixels i - r - 1 and i + r + 1
+    return ((window * ww + far * fw + (1 << 23)) >> 24).to(torch.uint8)
+
+
+def pillow_gaussian_blur(images: torch.Tensor, radius: float) -> torch.Tensor:
+    """Pillow's ``GaussianBlur(radius)`` of ``[B, C, H, W]`` uint8 images, bit for bit: three box
+    blurs along rows, then three along columns, each rounded to 8 bits."""
+    box = pillow_box_radius(radius)
+    x = images
+    if box != 0:
+        for _ in range(3):
+            x = box_blur_lines(x, box)
+        x = x.transpose(-1, -2)
+        for _ in range(3):
+            x = box_blur_lines(x, box)
+        x = x.transpose(-1, -2)
+    return x.contiguous()
+
+
 class Blur(Prompter):
     """ReCLIP's blur: the whole image Gaussian-blurred (Pillow, radius 100), the box pasted back sharp.
 
     The blur is computed once per image and shared by its views. Only the full image is drawn
     (no ``render_resized``): a blur at the model's size is not the resized blur of the image.
+    ``render_tensor`` blurs as Pillow does (:func:`pillow_gaussian_blur`), on the model's device.
     """
 
     template = "a photo of {}"
+    renders_tensor = True
 
     class Options(Options):
         radius: float = Field(100.0, gt=0, description="Pillow GaussianBlur radius (ReCLIP's blur_std_dev)")
@@ -86,12 +184,21 @@ class Blur(Prompter):
             views.append(Image.fromarray(view))
         return views
 
+    def render_tensor(self, images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """The same views with torch ops: each image blurred once, each view its box pasted back sharp."""
+        import torch
+
+        images, boxes, index = tensor_args(images, boxes, index)
+        blurred = pillow_gaussian_blur(images, self.options.radius)
+        return torch.where(box_pixels_tensor(boxes, images.shape[-1], images.shape[-2]), images[index], blurred[index])
+
 
 class CptShade(Prompter):
     """ReCLIP's CPT-adapted baseline: the box tinted red (240, 0, 30) at opacity 127/255; "{} is in red color."."""
 
     template = "{} is in red color."
     renders_resized = True
+    renders_tensor = True
 
     class Options(Options):
         colour: RGB = Field((240, 0, 30), description="RGB of the tint")
@@ -115,15 +222,34 @@ class CptShade(Prompter):
             view[y0:y1, x0:x1] = np.rint(image[y0:y1, x0:x1] * np.float32(1 - a) + tint).astype(np.uint8)
         return views
 
+    def render_tensor(self, images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """The same views with torch ops (the tint in float32, as numpy computes it, rounded half to even)."""
+        import torch
+
+        images, boxes, index = tensor_args(images, boxes, index)
+        a = self.options.alpha
+        tint = torch.from_numpy(np.asarray(self.options.colour, dtype=np.float32) * a).to(images.device).view(1, 3, 1, 1)
+        tinted = torch.round(images.float() * float(np.float32(1 - a)) + tint).to(torch.uint8)
+        return torch.where(box_pixels_tensor(boxes, images.shape[-1], images.shape[-2]), tinted[index], images[index])
+
 
 class GrayscaleOutside(Prompter):
     """The image outside the box in grayscale (ITU-R 601-2 luma, Pillow's "L"), the box in colour (FGVP's grayscale_box_mask)."""
 
     template = "a photo of {}"
     renders_resized = True
+    renders_tensor = True
 
     def render(self, image: Image.Image, boxes: Sequence[Box]) -> list[Image.Image]:
         return [Image.fromarray(v) for v in self._draw(np.asarray(image.convert("RGB")), boxes)]
+
+    def render_tensor(self, images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """The same views with torch ops (the luma in the same integer arithmetic)."""
+        import torch
+
+        images, boxes, index = tensor_args(images, boxes, index)
+        grey = luma_tensor(images)
+        return torch.where(box_pixels_tensor(boxes, images.shape[-1], images.shape[-2]), images[index], grey[index])
 
     def render_resized(self, image: np.ndarray, boxes: Sequence[Box], scale: float, out: np.ndarray | None = None) -> np.ndarray:
         """The same on the image already resized to the model's input (luma is per pixel)."""
@@ -168,6 +294,7 @@ class RedCircle(Prompter):
 
     template = "a photo of {}"
     renders_resized = True
+    renders_tensor = True
 
     class Options(Options):
         colour: RGB = Field((255, 0, 0), description="RGB of the line")
@@ -189,3 +316,42 @@ class RedCircle(Prompter):
             rows, cols, ring = ellipse_ring(box, w, h, thickness)
             view[rows, cols][ring] = colour
         return views
+
+    def render_tensor(self, images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """The same views with torch ops (:func:`ellipse_ring`'s float64 arithmetic, batched)."""
+        import torch
+
+        images, boxes, index = tensor_args(images, boxes, index)
+        colour = torch.tensor(self.options.colour, dtype=torch.uint8, device=images.device).view(1, 3, 1, 1)
+        ring = ellipse_ring_tensor(boxes, images.shape[-1], images.shape[-2], self.options.thickness)
+        return torch.where(ring, colour, images[index])
+
+
+def ellipse_ring_tensor(boxes: torch.Tensor, width: int, height: int, thickness: float) -> torch.Tensor:
+    """:func:`ellipse_ring` of ``[N, 4]`` float64 boxes as ``[N, 1, H, W]`` masks over the whole image,
+    computed with the same float64 operations in the same order."""
+    import torch
+
+    x, y, w, h = boxes.unbind(1)
+    cx, cy, a, b = x + w / 2, y + h / 2, w / 2, h / 2
+    half = thickness / 2
+    r0 = torch.floor(cy - b - half).clamp(min=0)
+    r1 = (torch.ceil(cy + b + half) + 1).clamp(max=height)
+    c0 = torch.floor(cx - a - half).clamp(min=0)
+    c1 = (torch.ceil(cx + a + half) + 1).clamp(max=width)
+    ys = torch.arange(height, device=boxes.device, dtype=torch.float64)
+    xs = torch.arange(width, device=boxes.device, dtype=torch.float64)
+    dy = ys + 0.5 - cy[:, None]  # [N, H]
+    dx = xs + 0.5 - cx[:, None]  # [N, W]
+    within = ((ys >= r0[:, None]) & (ys < r1[:, None]))[:, :, None] & ((xs >= c0[:, None]) & (xs < c1[:, None]))[:, None, :]
+
+    def squared(d: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        q = d / s[:, None]
+        return q * q
+
+    outer = squared(dx, a + half)[:, None, :] + squared(dy, b + half)[:, :, None] <= 1
+    hollow = (a - half > 0) & (b - half > 0)  # else the ring is the whole grown ellipse
+    ia = torch.where(hollow, a - half, torch.ones_like(a))
+    ib = torch.where(hollow, b - half, torch.ones_like(b))
+    inner = squared(dx, ia)[:, None, :] + squared(dy, ib)[:, :, None] >= 1
+    return (within & outer & (inner | ~hollow[:, None, None]))[:, None]
