@@ -5,13 +5,19 @@ the same batch size: the ceiling for the data pipeline. Both step layouts are me
   phrase    one step = batch_size phrases x K views each (the original recipe's layout)
   image     one step = whole images, each distinct view encoded once (refbench's default)
 
+With ``--ranks N`` the whole-image layout is also trained by N processes under torchrun (gloo on
+the CPU, NCCL on GPUs), the same global batch, against the one-process figure:
+
     python benchmarks/perf_train.py --arch synth-rn
+    python benchmarks/perf_train.py --arch synth-vit --ranks 2
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,6 +69,14 @@ def raw_loop(cfg: TrainConfig, steps: int) -> float:
     return sum(len(b["targets"]) for b in batches) / (time.perf_counter() - start)
 
 
+def ranked(cfg: TrainConfig, ranks: int, path: Path) -> dict:
+    """The first epoch's metrics of ``cfg`` trained by ``ranks`` torchrun processes."""
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
+                    "-m", "refbench", "train", str(path), "-q", "--restart"], check=True, capture_output=True)
+    return json.loads((cfg.output / "metrics.jsonl").read_text().splitlines()[0])
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=REPO / "data" / "perf")
@@ -72,6 +86,7 @@ def main() -> int:
     p.add_argument("--workers", default="auto", type=lambda v: v if v == "auto" else int(v),
                    help="recipe.workers: a number or auto (in-process on 2 CPUs)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--ranks", type=int, default=1, help="also train the whole-image layout with this many torchrun ranks")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -92,6 +107,11 @@ def main() -> int:
             print(f"[{arch}] {layout} steps: refbench train {epoch['phrases_per_s']:.1f} phrases/s "
                   f"({epoch['views_per_s']:.0f} views/s); raw loop {raw:.1f} phrases/s: {100 * epoch['phrases_per_s'] / raw:.1f}% of raw")
         print(f"[{arch}] whole-image steps train {results['image'] / results['phrase']:.2f}x the phrases/s of phrase steps")
+        if args.ranks > 1:
+            cfg = config(root, arch, tmp / f"{arch}-ranks", True, args.batch_size, args.workers, args.threads)
+            epoch = ranked(cfg, args.ranks, tmp / f"{arch}-ranks.yaml")
+            print(f"[{arch}] {args.ranks} ranks (global batch {epoch['global_batch']} phrases/step): {epoch['phrases_per_s']:.1f} "
+                  f"phrases/s, {epoch['phrases_per_s'] / results['image']:.2f}x one process; loss {epoch['loss']:.4f}")
     return 0
 
 

@@ -34,7 +34,7 @@ _EXPORTS: dict[str, str] = {
     "load_config": "config", "load_yaml": "config", "config_digest": "config",
     # running
     "Method": "run", "build_component": "run", "evaluate": "run", "join_tensors": "run", "load_image": "run",
-    "worker_count": "run",
+    "worker_count": "run", "World": "run",
     # provenance
     "package_versions": "provenance",
 }
@@ -67,4 +67,4 @@ if TYPE_CHECKING:
                              Scorer)
     from .items import Annotation, ImageItem, Ref, ScoreRequest
     from .provenance import package_versions
-    from .run import Method, build_component, evaluate, join_tensors, load_image, worker_count
+    from .run import Method, World, build_component, evaluate, join_tensors, load_image, worker_count

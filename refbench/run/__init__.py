@@ -19,6 +19,7 @@ _EXPORTS = {
     "Proposals": "proposals", "propose_all": "proposals",
     "Placement": "place", "placement": "place", "worker_count": "place",
     "load_image": "prepare", "evaluate": "session", "run_benchmark": "session", "join_tensors": "transfer",
+    "World": "distributed",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -31,6 +32,7 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from .components import Bench, Method, build, build_component, build_parts
+    from .distributed import World
     from .place import Placement, placement, worker_count
     from .prepare import load_image
     from .proposals import Proposals, propose_all

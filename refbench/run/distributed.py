@@ -74,11 +74,19 @@ def agreement(prints: Sequence[tuple[str, str]]) -> RefbenchError | None:
 
 @dataclass
 class World:
-    """This process's place in the group, and the few collectives the runner needs."""
+    """This process's place in a ``torchrun`` group, and the few collectives the runner needs (a
+    plugin's training loop may use it too): :meth:`detect` it, :meth:`prepare` before building
+    models, :meth:`join` the group, and :meth:`leave` it at the end."""
 
     rank: int
     size: int
     local_rank: int
+    backend: str = ""  # set by join: "nccl" or "gloo"
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one that writes shared files."""
+        return self.rank == 0
 
     @classmethod
     def detect(cls) -> World | None:
@@ -87,20 +95,22 @@ class World:
             return None
         return cls(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
 
-    def prepare(self) -> None:
-        """Before any model is built: this rank's GPU (``LOCAL_RANK``) and its share of CPU threads."""
+    def prepare(self, threads: int | None = None) -> None:
+        """Before any model is built: this rank's GPU (``LOCAL_RANK``) and ``threads`` CPU threads
+        (default: its share of the machine's CPUs)."""
         import torch
 
         if torch.cuda.is_available():
             torch.cuda.set_device(self.local_rank % torch.cuda.device_count())
-        torch.set_num_threads(cpu_share())
+        torch.set_num_threads(threads or cpu_share())
 
     def join(self, cuda: bool) -> None:
         """Join the group: NCCL when this rank's models are on CUDA, else gloo."""
         import torch.distributed as dist
 
+        self.backend = "nccl" if cuda else "gloo"
         if not dist.is_initialized():  # ranks wait for the slowest at the end: a day, not the default half hour
-            dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(hours=24))
+            dist.init_process_group(self.backend, timeout=timedelta(hours=24))
 
     def leave(self) -> None:
         import torch.distributed as dist

@@ -7,11 +7,13 @@ handlers import the training code when they run.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="fine-tune CLIP with the green-shading recipe (clip_shaded plugin)")
+    p = subparsers.add_parser("train", help="fine-tune CLIP with the green-shading recipe (clip_shaded plugin); "
+                                            "several processes: torchrun --nproc-per-node N -m refbench train CONFIG")
     p.add_argument("config", type=Path)
     p.add_argument("--restart", action="store_true", help="ignore a previous checkpoint in the output folder")
     p.add_argument("--until-epoch", type=int, metavar="N", help="stop after epoch N of the schedule (rerun without it to go on)")
@@ -48,6 +50,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import load_train_config, train
 
     summary = train(load_train_config(args.config), restart=args.restart, quiet=args.quiet, until_epoch=args.until_epoch)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return 0
     Console().print(f"best validation accuracy {summary['best_val_accuracy']:.2f}% (epoch {summary['best_epoch']}); "
                     f"checkpoint {summary['checkpoint']}")
     return 0
