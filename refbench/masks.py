@@ -42,7 +42,8 @@ def mask_rle(segmentation: Any, height: int, width: int, where: str) -> Rle:
         return _compact(coco_mask.merge(coco_mask.frPyObjects([list(map(float, p)) for p in segmentation], height, width)))
     if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
         size = segmentation["size"]
-        if not (isinstance(size, (list, tuple)) and len(size) == 2 and [int(v) for v in size] == [height, width]):
+        if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) for v in size)
+                and list(size) == [height, width]):
             raise RefbenchError(f"{where}: RLE of size {size!r} (height, width) for a {width}x{height} image, "
                                 f"expected [{height}, {width}]", fix)
         counts = segmentation["counts"]
@@ -51,7 +52,7 @@ def mask_rle(segmentation: Any, height: int, width: int, where: str) -> Rle:
                 raise RefbenchError(f"{where}: RLE run lengths do not cover the {width}x{height} image "
                                     f"({sum(c for c in counts if isinstance(c, int))} pixels, expected {height * width})", fix)
             return _compact(coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width))
-        raw = counts.encode("ascii", "replace") if isinstance(counts, str) else counts
+        raw = counts.encode("utf-8") if isinstance(counts, str) else counts  # a non-ASCII character's bytes are out of range
         if not isinstance(raw, bytes) or rle_total(raw) != height * width:
             raise RefbenchError(f"{where}: corrupt compressed RLE (its runs do not cover the {width}x{height} image)", fix)
         return {"size": [height, width], "counts": raw}
@@ -91,6 +92,16 @@ def box_rle(x: float, y: float, w: float, h: float, height: int, width: int) -> 
     return _compact(coco_mask.frPyObjects(np.array([[x, y, w, h]], dtype=np.float64), height, width)[0])
 
 
+def with_mask(box: Box, segmentation: Any, height: int, width: int, where: str) -> Box:
+    """``box`` carrying ``segmentation`` as its mask (checked by :func:`mask_rle`). An empty mask (a
+    polygon of no area, a detector's mask that thresholded to nothing) is replaced by the box's
+    rectangle, so the candidate is still marked rather than drawn like no candidate at all."""
+    rle = mask_rle(segmentation, height, width, where)
+    if mask_area(rle) == 0:
+        rle = box_rle(box.x, box.y, box.w, box.h, height, width)
+    return replace(box, mask=rle)
+
+
 def annotation_boxes(item: ImageItem, masks: bool = True) -> list[Box]:
     """The boxes of ``item``'s annotations, in order, each carrying its segmentation as a mask
     (when ``masks``): what the ``gt`` proposer offers with ``masks: true`` and what training with a
@@ -103,7 +114,7 @@ def annotation_boxes(item: ImageItem, masks: bool = True) -> list[Box]:
         where = f"annotation {a.id} (image {item.image_id})"
         if a.segmentation is None:
             raise RefbenchError(f"{where} has no segmentation", "use a data set whose instances.json has segmentations, or a box prompter")
-        out.append(replace(a.box, mask=mask_rle(a.segmentation, item.height, item.width, where)))
+        out.append(with_mask(a.box, a.segmentation, item.height, item.width, where))
     return out
 
 
@@ -113,7 +124,18 @@ def decode_mask(mask: Rle) -> np.ndarray:
 
 
 def mask_area(mask: Rle) -> int:
+    """The number of pixels in ``mask``."""
     return int(coco_mask.area(mask))
+
+
+def inside_fraction(mask: Rle, box: Box) -> float:
+    """The fraction of ``mask``'s pixels within ``box`` grown by a pixel on each side (1.0 for an empty mask)."""
+    area = mask_area(mask)
+    if area == 0:
+        return 1.0
+    h, w = mask["size"]
+    grown = box_rle(box.x - 1, box.y - 1, box.w + 2, box.h + 2, h, w)
+    return int(coco_mask.area(coco_mask.merge([mask, grown], intersect=True))) / area
 
 
 def _compact(rle: Any) -> Rle:

@@ -137,6 +137,11 @@ def test_prepared_batches_slice_by_view_and_store_each_image_once(pictures):
     assert torch.equal(draw(cuts, 64), whole)
     back = pickle.loads(pickle.dumps(batch))
     assert torch.equal(draw(back, 64), whole)
+    seen = []  # a call per view (budget 1) hands the prompter only that view's image
+    real = prompter.render_tensor
+    prompter.render_tensor = lambda images, boxes, index: seen.append((len(images), len(boxes))) or real(images, boxes, index)
+    assert torch.equal(draw(batch, 64, budget=1), whole)
+    assert len(seen) == n and all(calls == (1, 1) for calls in seen)
 
 
 def test_views_device_needs_a_prompter_that_draws_tensors(synth_root, write_config):

@@ -87,12 +87,24 @@ def test_rle_total_reads_pycocotools_strings_and_refuses_broken_ones():
     ({"size": [8, 8], "counts": [3, 4]}, r"RLE of size \[8, 8\].*expected \[16, 20\]"),
     ({"size": [16, 20], "counts": [3, 4]}, "run lengths do not cover"),
     ({"size": [16, 20], "counts": "zz"}, "corrupt compressed RLE"),
+    ({"size": [16, 20], "counts": "0é"}, "corrupt compressed RLE"),
+    ({"size": ["16px", 20], "counts": [320]}, r"RLE of size \['16px', 20\]"),
     ("oops", "neither polygons nor RLE"),
 ])
 def test_bad_segmentations_name_the_annotation(segmentation, message):
     with pytest.raises(RefbenchError, match=message) as info:
         mask_rle(segmentation, 16, 20, "annotation 42")
     assert str(info.value).startswith("annotation 42: ") and "\n" not in str(info.value)
+
+
+def test_an_empty_mask_becomes_its_box():
+    from refbench.masks import with_mask
+
+    flat = [[2.0, 2.0, 8.0, 2.0, 14.0, 2.0]]  # three collinear points: no area
+    box = with_mask(Box(2, 3, 10, 6), flat, 16, 20, "annotation 1")
+    assert (decode_mask(box.mask) == decode_mask(box_rle(2, 3, 10, 6, 16, 20))).all()
+    kept = with_mask(Box(2, 3, 10, 6), [[2.0, 3.0, 12.0, 3.0, 12.0, 9.0]], 16, 20, "annotation 2")
+    assert 0 < decode_mask(kept.mask).sum() < 60
 
 
 # ---------------------------------------------------------------- where masks come from
@@ -156,6 +168,20 @@ def test_coco_results_with_segmentation_match_by_position(synth_root, tmp_path):
         a, b = proposer.propose(item), reference.propose(item)
         assert [x.xywh for x in a] == [x.xywh for x in b]
         assert all((decode_mask(x.mask) == decode_mask(y.mask)).all() for x, y in zip(a, b))
+
+
+def test_masks_matched_by_position_must_lie_in_their_boxes(synth_root, tmp_path):
+    dets = json.loads((synth_root / "dets/synthref_unc_dets.json").read_text())
+    masks = json.loads((synth_root / "dets/synthref_unc_masks.json").read_text())
+    first = [i for i, d in enumerate(dets) if d["image_id"] == dets[0]["image_id"]]
+    order = list(range(len(masks)))
+    order[first[0]], order[first[-1]] = order[first[-1]], order[first[0]]  # two masks of one image swapped
+    shuffled = [{"image_id": masks[i]["image_id"], "segmentation": masks[i]["rle"]} for i in order]
+    path = tmp_path / "masks.json"
+    path.write_text(json.dumps(shuffled))
+    item = next(it for it in _items(synth_root, "train") if it.image_id == dets[0]["image_id"])
+    with pytest.raises(RefbenchError, match=rf"mask #0 of image {item.image_id} lies mostly outside its detection's box"):
+        _dets_proposer(synth_root, path).propose(item)
 
 
 # ---------------------------------------------------------------- bad input, through the CLI

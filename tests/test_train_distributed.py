@@ -19,7 +19,8 @@ import torch
 from refbench import RefbenchError
 
 from clip_shaded import ClipScorer, GreenShade, load_checkpoint
-from clip_shaded.train import Record, Step, load_train_config, shard_step, step_loss, train
+from clip_shaded.train import Record, Step, _validation_masks, load_train_config, shard_step, step_loss, train
+from refbench.plugins import registry
 from clip_shaded.train_dist import Ranks, merged_metrics
 
 # float sums in another order (two ranks, then an all-reduce) move the loss by ~1e-7 here; a wrong
@@ -218,6 +219,18 @@ def test_a_mask_prompter_needs_a_segmentation_on_every_training_annotation(synth
                                   "has no segmentation")
     assert "instances.json has segmentations" in info.value.fix
     assert not (tmp_path / "out").exists()
+
+
+def test_a_mask_prompter_needs_masks_in_validation_before_training_starts(synth_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(GreenShade, "needs_masks", True, raising=False)
+    config = load_train_config(_write(tmp_path / "t.yaml", train_yaml(synth_root, tmp_path / "out")))
+    with pytest.raises(RefbenchError, match=r"validation image \d+ box 0 has none") as info:
+        train(config, quiet=True)
+    assert "masks: FILE" in info.value.fix and not (tmp_path / "out").exists()
+    masked = registry().build("proposer", {"plugin": "detections", "path": str(synth_root / "dets/synthref_unc_dets.json"),
+                                           "masks": str(synth_root / "dets/synthref_unc_masks.json")}, "proposer")
+    val = list(registry().build("dataset", {**config.validation.dataset.as_dict()}, "dataset"))
+    _validation_masks(val, masked, "green_shade")  # with the detections' masks: no problem
 
 
 def test_training_refuses_views_drawn_on_the_device(synth_root, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from ..boxes import Box
 from ..errors import RefbenchError
 from ..files import sha256
 from ..interfaces import ImageItem, Options, Proposer
-from ..masks import annotation_boxes, mask_rle
+from ..masks import annotation_boxes, inside_fraction, with_mask
 from ..refer import DETECTIONS_FIX, load_detections, read_detection_list
 
 MASKS_FIX = "use the masks file made with these detections (MAttNet's *_masks.json, or a COCO results file with segmentation)"
@@ -43,13 +42,19 @@ class DetectionsProposer(Proposer):
         ids: dict[int, list[int | None]] = {}
         self.by_image = load_detections(self.options.path, ids)
         self.ids = ids
-        self.masks = None if self.options.masks is None else align_masks(self.options.masks, ids)
+        self.masks, self.by_id = (None, False) if self.options.masks is None else align_masks(self.options.masks, ids)
 
     def propose(self, item: ImageItem) -> list[Box]:
         boxes = self.by_image.get(item.image_id, [])
         if self.masks is not None:
-            boxes = [replace(b, mask=mask_rle(seg, item.height, item.width, f"mask of detection {_name(d, k)} (image {item.image_id})"))
+            boxes = [with_mask(b, seg, item.height, item.width, f"mask of detection {_name(d, k)} (image {item.image_id})")
                      for k, (b, seg, d) in enumerate(zip(boxes, self.masks.get(item.image_id, []), self.ids.get(item.image_id, [])))]
+            if not self.by_id:  # matched by position: a mask mostly outside its box was meant for another
+                for k, b in enumerate(boxes):
+                    if inside_fraction(b.mask, b) < 0.5:
+                        raise RefbenchError(f"{self.options.masks}: mask #{k} of image {item.image_id} lies mostly outside its "
+                                            f"detection's box {[b.x, b.y, b.w, b.h]}; masks matched by position must be in "
+                                            "the detections' order", MASKS_FIX)
         boxes = [b for b in boxes if b.score >= self.options.min_score]
         if self.options.max_per_image is not None:
             boxes = sorted(boxes, key=lambda b: -b.score)[: self.options.max_per_image]
@@ -62,10 +67,10 @@ class DetectionsProposer(Proposer):
         return out
 
 
-def align_masks(path: Path, ids: dict[int, list[int | None]]) -> dict[int, list[Any]]:
+def align_masks(path: Path, ids: dict[int, list[int | None]]) -> tuple[dict[int, list[Any]], bool]:
     """Each image's mask segmentations, in the order of its detections (``ids``: det_ids per image in
-    file order). Matched by det_id when both files carry them, else by position within each image.
-    The first mismatch (count, det_id, image) raises one line naming it."""
+    file order), and whether they were matched by det_id (when both files carry them) rather than by
+    position within each image. The first mismatch (count, det_id, image) raises one line naming it."""
     entries = []
     for i, e in enumerate(read_detection_list(path, "masks")):
         seg = e.get("rle", e.get("segmentation")) if isinstance(e, dict) else None
@@ -92,13 +97,13 @@ def align_masks(path: Path, ids: dict[int, list[int | None]]) -> dict[int, list[
                     raise RefbenchError(f"detection {d} is on image {image} in the detections but on image {table[d][0]} in {path}",
                                         MASKS_FIX)
                 out.setdefault(image, []).append(table[d][1])
-        return out
+        return out, True
     for _, image, seg in entries:
         out.setdefault(image, []).append(seg)
     for image, dets in ids.items():
         if len(out.get(image, [])) != len(dets):
             raise RefbenchError(f"image {image} has {len(dets)} detections but {len(out.get(image, []))} masks in {path}", MASKS_FIX)
-    return out
+    return out, False
 
 
 def _name(det_id: int | None, k: int) -> str:

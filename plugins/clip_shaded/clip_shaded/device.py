@@ -135,7 +135,9 @@ def resize_crop(views: torch.Tensor, size: int) -> torch.Tensor:
 def draw(batch: DeviceViews, size: int, out: torch.Tensor | None = None, budget: int = BUDGET) -> torch.Tensor:
     """Every view of ``batch`` drawn by its prompter and resized to ``size``: ``[N, 3, size, size]``
     float32 (0..255) on the batch's device, written into ``out`` when given. Views are drawn at
-    full size a group of same-size images at a time, at most ``budget`` values at once."""
+    full size a group of same-size images at a time, at most ``budget`` view values at once; each
+    call hands the prompter only the images those views are on, so its per-image work (a blur, a
+    grey copy) is done once per image and call."""
     prompter = batch.prompter
     if prompter is None or not prompter.renders_tensor:
         name = "no prompter" if prompter is None else f"prompter {type(prompter).__name__}"
@@ -152,6 +154,7 @@ def draw(batch: DeviceViews, size: int, out: torch.Tensor | None = None, budget:
         step = max(1, budget // (3 * h * w))
         for c in range(a, b, step):
             e = min(b, c + step)
-            index = image[c:e] - i0 if i0 else image[c:e]
-            out[c:e] = resize_crop(prompter.render_tensor(images, boxes[c:e], index), size)
+            first, last = int(batch.image[c]), int(batch.image[e - 1])  # rows are grouped by image: a contiguous range
+            index = image[c:e] - first
+            out[c:e] = resize_crop(prompter.render_tensor(images[first - i0 : last - i0 + 1], boxes[c:e], index), size)
     return out

@@ -295,6 +295,8 @@ def _train(config: TrainConfig, console: Console, restart: bool, quiet: bool, un
                               scoring="main")  # the live model stays in this process
     val_items = list(build_component("dataset", config.validation.dataset.as_dict(), "validation.dataset"))
     val_proposer = build_component("proposer", config.validation.proposer.as_dict(), "validation.proposer")
+    if getattr(prompter, "needs_masks", False):
+        _validation_masks(val_items, val_proposer, config.prompter.plugin)
     method = Method(config.name, scorer=scorer, prompter=prompter)
 
     model = scorer.model
@@ -463,8 +465,19 @@ def _with_masks(items: list[ImageItem], name: str) -> list[ImageItem]:
         return [replace(item, annotations=tuple(replace(a, box=b) for a, b in zip(item.annotations, annotation_boxes(item))))
                 for item in items]
     except RefbenchError as exc:
-        raise RefbenchError(f"prompter {name} draws candidates' masks: {exc.problem}",
-                            "train on a data set whose instances.json has segmentations, or use a box prompter") from None
+        fix = ("train on a data set whose instances.json has segmentations, or use a box prompter"
+               if exc.problem.endswith("has no segmentation") else exc.fix)
+        raise RefbenchError(f"prompter {name} draws candidates' masks: {exc.problem}", fix) from None
+
+
+def _validation_masks(items: list[ImageItem], proposer: Any, name: str) -> None:
+    """Validation draws the proposer's masks: one candidate without one stops training before it starts,
+    not after the first epoch."""
+    for item in items:
+        for i, box in enumerate(proposer.propose(item)):
+            if box.mask is None:
+                raise RefbenchError(f"prompter {name} draws candidates' masks, but validation image {item.image_id} box {i} has none",
+                                    "give validation.proposer masks: {plugin: gt, masks: true} or {plugin: detections, masks: FILE}")
 
 
 def _save_best(model: torch.nn.Module, path: Path, scorer: ClipScorer, config: TrainConfig, entry: dict[str, Any]) -> None:
