@@ -30,16 +30,23 @@ def mask_rle(segmentation: Any, height: int, width: int, where: str) -> Rle:
     ``where`` (e.g. ``"annotation 7"``) for a polygon of fewer than 3 points, a non-finite
     coordinate, or RLE whose size or run lengths do not match the image."""
     fix = "fix or regenerate the file holding it"
-    if isinstance(segmentation, list):
+    if isinstance(segmentation, (list, tuple)):
         if not segmentation:
             raise RefbenchError(f"{where}: empty segmentation (no polygon)", fix)
+        polygons = []
         for i, poly in enumerate(segmentation):
-            if not isinstance(poly, (list, tuple)) or len(poly) < 6 or len(poly) % 2:
-                n = len(poly) // 2 if isinstance(poly, (list, tuple)) else 0
+            sized = isinstance(poly, (list, tuple, np.ndarray))
+            if not sized or len(poly) < 6 or len(poly) % 2:
+                n = len(poly) // 2 if sized else 0
                 raise RefbenchError(f"{where}: polygon {i} has {n} point{'s' * (n != 1)}; a polygon needs at least 3", fix)
-            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in poly):
+            try:
+                coords = np.asarray(poly, dtype=np.float64).ravel()
+            except (TypeError, ValueError):
+                coords = np.array([np.nan])
+            if len(coords) != len(poly) or not np.isfinite(coords).all():
                 raise RefbenchError(f"{where}: polygon {i} has a non-numeric or non-finite coordinate", fix)
-        return _compact(coco_mask.merge(coco_mask.frPyObjects([list(map(float, p)) for p in segmentation], height, width)))
+            polygons.append(coords.tolist())
+        return _compact(coco_mask.merge(coco_mask.frPyObjects(polygons, height, width)))
     if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
         size = segmentation["size"]
         if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) for v in size)
@@ -113,7 +120,9 @@ def annotation_boxes(item: ImageItem, masks: bool = True) -> list[Box]:
     for a in item.annotations:
         where = f"annotation {a.id} (image {item.image_id})"
         if a.segmentation is None:
-            raise RefbenchError(f"{where} has no segmentation", "use a data set whose instances.json has segmentations, or a box prompter")
+            raise RefbenchError(f"{where} has no segmentation",
+                                "use a data set whose annotations carry segmentations (refer's instances.json; the parquet "
+                                "and MDETR layouts do not), or a box prompter")
         out.append(with_mask(a.box, a.segmentation, item.height, item.width, where))
     return out
 
