@@ -16,8 +16,9 @@ class Annotation:
     id: int
     box: Box
     category: str = ""
-    #: The object's COCO segmentation as the file holds it (polygons or RLE), None if it has none;
-    #: :func:`refbench.annotation_boxes` turns it into checked masks on the boxes.
+    #: The object's COCO segmentation, None if it has none: polygons as a tuple of 1-D float64 arrays
+    #: (x1, y1, x2, y2, ...), RLE as the file holds it; :func:`refbench.annotation_boxes` turns it into
+    #: checked masks on the boxes.
     segmentation: Any = field(default=None, compare=False, repr=False)
 
 

@@ -9,7 +9,6 @@ converted once, when they are read, by :func:`mask_rle`; prompters read masks wi
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Any
 
@@ -39,17 +38,16 @@ def mask_rle(segmentation: Any, height: int, width: int, where: str) -> Rle:
             if not sized or len(poly) < 6 or len(poly) % 2:
                 n = len(poly) // 2 if sized else 0
                 raise RefbenchError(f"{where}: polygon {i} has {n} point{'s' * (n != 1)}; a polygon needs at least 3", fix)
-            try:
-                coords = np.asarray(poly, dtype=np.float64).ravel()
-            except (TypeError, ValueError):
-                coords = np.array([np.nan])
-            if len(coords) != len(poly) or not np.isfinite(coords).all():
+            numeric = (poly.ndim == 1 and poly.dtype.kind in "iuf" if isinstance(poly, np.ndarray)
+                       else all(isinstance(v, (int, float)) for v in poly))
+            coords = np.asarray(poly, dtype=np.float64) if numeric else np.array([np.nan])
+            if not np.isfinite(coords).all():
                 raise RefbenchError(f"{where}: polygon {i} has a non-numeric or non-finite coordinate", fix)
             polygons.append(coords.tolist())
         return _compact(coco_mask.merge(coco_mask.frPyObjects(polygons, height, width)))
     if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
         size = segmentation["size"]
-        if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) for v in size)
+        if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, (int, float)) for v in size)
                 and list(size) == [height, width]):
             raise RefbenchError(f"{where}: RLE of size {size!r} (height, width) for a {width}x{height} image, "
                                 f"expected [{height}, {width}]", fix)
@@ -104,8 +102,8 @@ def with_mask(box: Box, segmentation: Any, height: int, width: int, where: str) 
     polygon of no area, a detector's mask that thresholded to nothing) is replaced by the box's
     rectangle, so the candidate is still marked rather than drawn like no candidate at all."""
     rle = mask_rle(segmentation, height, width, where)
-    if mask_area(rle) == 0:
-        rle = box_rle(box.x, box.y, box.w, box.h, height, width)
+    if mask_area(rle) == 0:  # the box, at least a pixel each way (a sub-pixel box covers no pixel centre)
+        rle = box_rle(box.x, box.y, max(box.w, 1.0), max(box.h, 1.0), height, width)
     return replace(box, mask=rle)
 
 

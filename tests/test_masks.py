@@ -84,6 +84,8 @@ def test_rle_total_reads_pycocotools_strings_and_refuses_broken_ones():
     ([[1.0, 1.0, 5.0, 5.0, 3.0]], "polygon 0 has 2 points"),
     ([], "empty segmentation"),
     ([[1.0, 1.0, 5.0, float("nan"), 3.0, 3.0]], "non-finite"),
+    ([["2", "2", "8", "2", "8", "9"]], "non-numeric"),
+    ([[[2], [2], [8], [2], [8], [9]]], "non-numeric"),
     ({"size": [8, 8], "counts": [3, 4]}, r"RLE of size \[8, 8\].*expected \[16, 20\]"),
     ({"size": [16, 20], "counts": [3, 4]}, "run lengths do not cover"),
     ({"size": [16, 20], "counts": "zz"}, "corrupt compressed RLE"),
@@ -180,7 +182,7 @@ def test_masks_matched_by_position_must_lie_in_their_boxes(synth_root, tmp_path)
     path = tmp_path / "masks.json"
     path.write_text(json.dumps(shuffled))
     item = next(it for it in _items(synth_root, "train") if it.image_id == dets[0]["image_id"])
-    with pytest.raises(RefbenchError, match=rf"mask #0 of image {item.image_id} lies mostly outside its detection's box"):
+    with pytest.raises(RefbenchError, match=rf"the mask matched to detection \d+ \(image {item.image_id}, its detection #0\) lies mostly outside its box"):
         _dets_proposer(synth_root, path).propose(item)
 
 

@@ -217,7 +217,7 @@ def test_a_mask_prompter_needs_a_segmentation_on_every_training_annotation(synth
         train(config, quiet=True)
     assert info.value.problem == (f"prompter green_shade draws candidates' masks: annotation {bare[0]['id']} (image {image}) "
                                   "has no segmentation")
-    assert "instances.json has segmentations" in info.value.fix
+    assert "annotations carry segmentations" in info.value.fix
     assert not (tmp_path / "out").exists()
 
 

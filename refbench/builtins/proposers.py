@@ -52,9 +52,10 @@ class DetectionsProposer(Proposer):
             if not self.by_id:  # matched by position: a mask mostly outside its box was meant for another
                 for k, b in enumerate(boxes):
                     if inside_fraction(b.mask, b) < 0.5:
-                        raise RefbenchError(f"{self.options.masks}: mask #{k} of image {item.image_id} lies mostly outside its "
-                                            f"detection's box {[b.x, b.y, b.w, b.h]}; masks matched by position must be in "
-                                            "the detections' order", MASKS_FIX)
+                        raise RefbenchError(f"{self.options.masks}: the mask matched to detection {_name(self.ids[item.image_id][k], k)} "
+                                            f"(image {item.image_id}, its detection #{k}) lies mostly outside its box "
+                                            f"{[b.x, b.y, b.w, b.h]}; masks matched by position must be in the detections' order",
+                                            MASKS_FIX)
         boxes = [b for b in boxes if b.score >= self.options.min_score]
         if self.options.max_per_image is not None:
             boxes = sorted(boxes, key=lambda b: -b.score)[: self.options.max_per_image]

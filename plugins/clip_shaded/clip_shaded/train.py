@@ -465,9 +465,7 @@ def _with_masks(items: list[ImageItem], name: str) -> list[ImageItem]:
         return [replace(item, annotations=tuple(replace(a, box=b) for a, b in zip(item.annotations, annotation_boxes(item))))
                 for item in items]
     except RefbenchError as exc:
-        fix = ("train on a data set whose instances.json has segmentations, or use a box prompter"
-               if exc.problem.endswith("has no segmentation") else exc.fix)
-        raise RefbenchError(f"prompter {name} draws candidates' masks: {exc.problem}", fix) from None
+        raise RefbenchError(f"prompter {name} draws candidates' masks: {exc.problem}", exc.fix) from None
 
 
 def _validation_masks(items: list[ImageItem], proposer: Any, name: str) -> None:
