@@ -25,6 +25,8 @@ _EXPORTS: dict[str, str] = {
     "box_problem": "boxes", "check_boxes": "boxes",
     # masks
     "annotation_boxes": "masks", "box_rle": "masks", "decode_mask": "masks", "mask_rle": "masks",
+    # a prompter's tensor path
+    "tensor_args": "tensors", "rect_masks": "tensors",
     # errors and hooks
     "RefbenchError": "errors", "hookimpl": "hookspecs",
     # files
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
     from .files import atomic_path, sha256, write_atomic
     from .hookspecs import hookimpl
     from .masks import annotation_boxes, box_rle, decode_mask, mask_rle
+    from .tensors import rect_masks, tensor_args
     from .interfaces import (Combinator, Component, Dataset, EmbeddingScorer, Grounder, Options, Prompter, Proposer,
                              Scorer)
     from .items import Annotation, ImageItem, Ref, ScoreRequest

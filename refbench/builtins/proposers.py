@@ -46,20 +46,22 @@ class DetectionsProposer(Proposer):
 
     def propose(self, item: ImageItem) -> list[Box]:
         boxes = self.by_image.get(item.image_id, [])
-        if self.masks is not None:
-            boxes = [with_mask(b, seg, item.height, item.width, f"mask of detection {_name(d, k)} (image {item.image_id})")
-                     for k, (b, seg, d) in enumerate(zip(boxes, self.masks.get(item.image_id, []), self.ids.get(item.image_id, [])))]
-            if not self.by_id:  # matched by position: a mask mostly outside its box was meant for another
-                for k, b in enumerate(boxes):
-                    if inside_fraction(b.mask, b) < 0.5:
-                        raise RefbenchError(f"{self.options.masks}: the mask matched to detection {_name(self.ids[item.image_id][k], k)} "
-                                            f"(image {item.image_id}, its detection #{k}) lies mostly outside its box "
-                                            f"{[b.x, b.y, b.w, b.h]}; masks matched by position must be in the detections' order",
-                                            MASKS_FIX)
-        boxes = [b for b in boxes if b.score >= self.options.min_score]
+        keep = [k for k, b in enumerate(boxes) if b.score >= self.options.min_score]
         if self.options.max_per_image is not None:
-            boxes = sorted(boxes, key=lambda b: -b.score)[: self.options.max_per_image]
-        return boxes
+            keep = sorted(keep, key=lambda k: -boxes[k].score)[: self.options.max_per_image]
+        if self.masks is None:
+            return [boxes[k] for k in keep]
+        segs, ids = self.masks.get(item.image_id, []), self.ids.get(item.image_id, [])
+        out = []
+        for k in keep:  # only the boxes kept get their masks decoded and checked
+            name = _name(ids[k], k)
+            box = with_mask(boxes[k], segs[k], item.height, item.width, f"mask of detection {name} (image {item.image_id})")
+            if not self.by_id and inside_fraction(box.mask, box) < 0.5:  # matched by position: meant for another box
+                raise RefbenchError(f"{self.options.masks}: the mask matched to detection {name} (image {item.image_id}, its "
+                                    f"detection #{k}) lies mostly outside its box {[box.x, box.y, box.w, box.h]}; masks matched "
+                                    "by position must be in the detections' order", MASKS_FIX)
+            out.append(box)
+        return out
 
     def describe(self) -> dict[str, Any]:
         out = {"path": str(self.options.path), "sha256": sha256(self.options.path)}

@@ -112,6 +112,10 @@ class World:
         if not dist.is_initialized():  # ranks wait for the slowest at the end: a day, not the default half hour
             dist.init_process_group(self.backend, timeout=timedelta(hours=24))
 
+    def shard(self, items: Sequence[ImageItem]) -> list[ImageItem]:
+        """This rank's share of ``items``: every world-th by image id (:func:`shard`)."""
+        return shard(items, self.rank, self.size)
+
     def leave(self) -> None:
         import torch.distributed as dist
 

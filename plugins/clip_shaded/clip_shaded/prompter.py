@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from pydantic import Field, model_validator
 
-from refbench import Box, Options, Prompter, RefbenchError
+from refbench import Box, Options, Prompter, RefbenchError, rect_masks, tensor_args
 
 if TYPE_CHECKING:
     import torch
@@ -98,8 +98,8 @@ class GreenShade(Prompter):
         blended = torch.round(images.double() * (1 - o.alpha) + tint).to(torch.uint8)  # per image, shared by its views
         solid = torch.from_numpy(colour.astype(np.uint8)).to(images.device).view(1, 3, 1, 1)
         t = o.outline
-        box = region(x0, y0, x1, y1, h, w)
-        inner = region(x0 + t, y0 + t, x1 - t, y1 - t, h, w) if t else box
+        box = rect_masks(x0, y0, x1, y1, h, w)
+        inner = rect_masks(x0 + t, y0 + t, x1 - t, y1 - t, h, w) if t else box
         return torch.where(inner, blended[index], torch.where(box, solid, images[index]))
 
     def _shade_all(self, image: np.ndarray, boxes: Sequence[Box], t: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -128,29 +128,6 @@ class GreenShade(Prompter):
                     continue
             view[y0:y1, x0:x1] = blended[y0 - top : y1 - top, x0 - left : x1 - left]
         return views
-
-
-def tensor_args(images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:meth:`Prompter.render_tensor`'s arguments as ``[B, 3, H, W]`` images, float64 ``[N, 4]`` boxes and ``[N]`` indices."""
-    import torch
-
-    if images.dim() == 3:
-        images = images[None]
-    boxes = boxes.to(device=images.device, dtype=torch.float64).reshape(-1, 4)
-    if index is None:
-        index = torch.zeros(len(boxes), dtype=torch.long, device=images.device)
-    return images, boxes, index.to(images.device)
-
-
-def region(x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """``[N, 1, h, w]`` masks of the half-open pixel rectangles ``[x0, x1) x [y0, y1)`` (each ``[N]``; empty where ``x0 >= x1``)."""
-    import torch
-
-    ys = torch.arange(h, device=x0.device)
-    xs = torch.arange(w, device=x0.device)
-    rows = (ys >= y0[:, None]) & (ys < y1[:, None])
-    cols = (xs >= x0[:, None]) & (xs < x1[:, None])
-    return (rows[:, :, None] & cols[:, None, :])[:, None]
 
 
 # ---------------------------------------------------------------- style: seed

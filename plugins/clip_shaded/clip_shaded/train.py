@@ -35,7 +35,7 @@ from refbench import (ComponentSpec, ImageItem, annotation_boxes, Method, Propos
                       worker_count, write_atomic)
 
 from .scorer import ClipScorer, load_checkpoint, save_checkpoint
-from .train_dist import SAME_FS, Ranks, merged_metrics, shard_images
+from .train_dist import SAME_FS, Ranks, merged_metrics
 
 
 class _Strict(BaseModel):
@@ -289,13 +289,12 @@ def _train(config: TrainConfig, console: Console, restart: bool, quiet: bool, un
     records = records_of(items)
     if not records:
         raise RefbenchError("no trainable phrase (each needs an image with 2+ annotated boxes)", "check data.splits")
-    if getattr(prompter, "needs_masks", False):
-        items = _with_masks(items, config.prompter.plugin)
     val_runner = RunnerConfig(batch_size=config.validation.batch_size, workers=recipe.workers,
                               scoring="main")  # the live model stays in this process
     val_items = list(build_component("dataset", config.validation.dataset.as_dict(), "validation.dataset"))
     val_proposer = build_component("proposer", config.validation.proposer.as_dict(), "validation.proposer")
-    if getattr(prompter, "needs_masks", False):
+    if prompter.needs_masks:  # training draws the annotations' masks, validation the proposer's: both checked now
+        items = _with_masks(items, config.prompter.plugin)
         _validation_masks(val_items, val_proposer, config.prompter.plugin)
     method = Method(config.name, scorer=scorer, prompter=prompter)
 
@@ -403,7 +402,7 @@ def _train(config: TrainConfig, console: Console, restart: bool, quiet: bool, un
                 val = evaluate(val_items, val_proposer, [method], config.validation.protocol, val_runner,
                                config.validation.proposer.invalid)[config.name]
             else:  # each rank its share of the images with the live model; the counts merged
-                shard = shard_images(val_items, ranks.rank, ranks.size)
+                shard = ranks.shard(val_items)
                 part = evaluate(shard, val_proposer, [method], config.validation.protocol, val_runner,
                                 config.validation.proposer.invalid)[config.name] if shard else None
                 parts = ranks.gather({"val": part, "phrases": seen, "views": views, "train_s": train_s})

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.distributed as dist
 
-from refbench import ImageItem, RefbenchError, World
+from refbench import RefbenchError, World
 
 SAME_FS = "put output on a filesystem that every rank's machine mounts at the same path"
 
@@ -143,11 +143,6 @@ def sync_norms(model: torch.nn.Module) -> int:
             m.__class__ = _SYNCED[cls]
             count += 1
     return count
-
-
-def shard_images(items: Sequence[ImageItem], rank: int, world: int) -> list[ImageItem]:
-    """This rank's validation images: every ``world``-th by image id, from the ``rank``-th."""
-    return sorted(items, key=lambda it: it.image_id)[rank::world]
 
 
 def merged_metrics(parts: Sequence[dict[str, Any] | None]) -> dict[str, Any]:

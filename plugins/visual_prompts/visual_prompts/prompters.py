@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 from pydantic import Field
 
-from refbench import Box, Options, Prompter
+from refbench import Box, Options, Prompter, rect_masks, tensor_args
 
 if TYPE_CHECKING:
     import torch
@@ -71,18 +71,6 @@ def luma(image: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- the tensor path (render_tensor)
 
 
-def tensor_args(images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``render_tensor``'s arguments as ``[B, 3, H, W]`` images, float64 ``[N, 4]`` boxes and ``[N]`` image indices."""
-    import torch
-
-    if images.dim() == 3:
-        images = images[None]
-    boxes = boxes.to(device=images.device, dtype=torch.float64).reshape(-1, 4)
-    if index is None:
-        index = torch.zeros(len(boxes), dtype=torch.long, device=images.device)
-    return images, boxes, index.to(images.device)
-
-
 def box_pixels_tensor(boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """``[N, 1, H, W]`` masks of :func:`box_pixels`' rectangles of ``[N, 4]`` float64 xywh boxes."""
     import torch
@@ -93,11 +81,7 @@ def box_pixels_tensor(boxes: torch.Tensor, width: int, height: int) -> torch.Ten
     x0, y0 = left.long(), top.long()  # int(): truncation, of numbers >= 0
     x1 = torch.maximum(right.long().clamp(max=width - 1) + 1, x0)
     y1 = torch.maximum(bottom.long().clamp(max=height - 1) + 1, y0)
-    ys = torch.arange(height, device=boxes.device)
-    xs = torch.arange(width, device=boxes.device)
-    rows = (ys >= y0[:, None]) & (ys < y1[:, None])
-    cols = (xs >= x0[:, None]) & (xs < x1[:, None])
-    return (rows[:, :, None] & cols[:, None, :])[:, None]
+    return rect_masks(x0, y0, x1, y1, height, width)
 
 
 def luma_tensor(images: torch.Tensor) -> torch.Tensor:
