@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict
 
 from .boxes import Box
+from .component import Component, Options
 from .errors import RefbenchError
 from .items import Annotation, ImageItem, Ref, ScoreRequest
 
@@ -23,38 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Annotation", "Combinator", "Component", "Dataset", "EmbeddingScorer", "Grounder", "ImageItem", "Options",
            "Prompter", "Proposer", "Ref", "ScoreRequest", "Scorer"]
-
-
-class Options(BaseModel):
-    """Base of every component's options: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Component:
-    """A configurable piece. Subclasses declare ``Options`` and take it in ``__init__``.
-
-    Components are built in the main process and then used there and in the runner's
-    worker processes (forked copies): keep state that a fork cannot carry (open CUDA
-    contexts, threads) out of ``__init__`` unless the component is only used in the main
-    process (see :attr:`Scorer.on_gpu`).
-    """
-
-    Options: ClassVar[type[Options]] = Options
-
-    def __init__(self, options: Options | None = None) -> None:
-        self.options = options if options is not None else type(self).Options()
-
-    @classmethod
-    def check(cls, options: Options) -> list[RefbenchError]:
-        """Every problem with ``options`` that can be seen without loading anything heavy (missing
-        files, settings this machine cannot run), all at once. ``refbench validate`` and the runner
-        call it before building; ``__init__`` may still raise for what only loading reveals."""
-        return []
-
-    def describe(self) -> dict[str, Any]:
-        """Provenance recorded in results (file hashes, resolved weights...)."""
-        return {}
 
 
 # ---------------------------------------------------------------- interfaces
@@ -111,7 +79,8 @@ class Prompter(Component, ABC):
     renders_tensor: ClassVar[bool] = False
     #: When set, every view equals the image except within this many pixels (plus one, for rounding)
     #: of its box, clipped to the image (or at the image's pixel nearest a box outside it): a scorer
-    #: may then recompute only there (the clip scorer's exact views do). None: views may differ anywhere.
+    #: may then recompute only there (the clip scorer's exact views do, with :meth:`render_windows`).
+    #: None: views may differ anywhere.
     draws_within_box: ClassVar[int | None] = None
 
     #: True when the views are drawn from each candidate's mask (:attr:`Box.mask`): the runner then
@@ -129,6 +98,18 @@ class Prompter(Component, ABC):
     @abstractmethod
     def render(self, image: Image.Image, boxes: Sequence[Box]) -> list[Image.Image]:
         """One view per box, in order. Must not modify ``image``."""
+
+    def render_windows(self, image: Image.Image, boxes: Sequence[Box],
+                       windows: Sequence[tuple[int, int, int, int]]) -> list[np.ndarray]:
+        """Each view's pixels within ``windows[i] = (x0, y0, x1, y1)`` (half-open, non-empty, inside the
+        image): ``[y1 - y0, x1 - x0, 3]`` uint8 RGB, what :meth:`render` draws there. A scorer that
+        needs only part of each view asks for it. The default renders each view whole and cuts the
+        window out; a prompter whose views keep the image's size may draw only the windows instead."""
+        views = self.render(image, boxes)
+        if any(v.size != image.size for v in views):
+            raise RefbenchError(f"prompter {type(self).__name__} draws views of another size than the image, so it has no windows",
+                                "draw views of the image's size, or leave draws_within_box unset")
+        return [np.asarray(v.convert("RGB"))[y0:y1, x0:x1] for v, (x0, y0, x1, y1) in zip(views, windows)]
 
     def render_resized(self, image: np.ndarray, boxes: Sequence[Box], scale: float,
                        out: np.ndarray | None = None) -> np.ndarray:

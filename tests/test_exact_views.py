@@ -6,10 +6,10 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from refbench import Box
+from refbench import Box, Prompter, RefbenchError
 
 from clip_shaded import ClipScorer, GreenShade
-from clip_shaded.views import ExactViews, changed_rect, crop_offsets, resized_size
+from clip_shaded.views import ExactViews, changed_rect, changed_rects, crop_offsets, pillow_pass, resized_size
 
 
 class Shade(GreenShade):
@@ -19,9 +19,11 @@ class Shade(GreenShade):
 
 
 class Halo(GreenShade):
-    """Draws 3 pixels beyond each box as well, and declares it (the margin a prompter may declare)."""
+    """Draws 3 pixels beyond each box as well, and declares it (the margin a prompter may declare);
+    its windows are the default's (each view rendered whole, the window cut out)."""
 
     draws_within_box = 3
+    render_windows = Prompter.render_windows
 
     def render(self, image, boxes):
         grown = [Box(b.x - 3, b.y - 3, b.w + 6, b.h + 6) for b in boxes]
@@ -41,10 +43,10 @@ def reference(views, size):
     return np.stack([np.asarray(resize(v)) for v in views]) if views else np.empty((0, size, size, 3), np.uint8)
 
 
-def region_only(exact, image, views, boxes, margin):
-    """The region-only writer's views, written channels-first through a transposed view as the scorer does."""
+def region_only(exact, image, boxes, prompter):
+    """The region-only writer's views (written channels-first, as the scorer has them), as N x H x W x 3."""
     out = torch.zeros((len(boxes), 3, exact.size, exact.size), dtype=torch.uint8)
-    assert exact.write(image, views, boxes, margin, out.numpy().transpose(0, 2, 3, 1))
+    assert exact.write(image, boxes, prompter, out.numpy())
     return out.numpy().transpose(0, 2, 3, 1)
 
 
@@ -60,7 +62,7 @@ def border_boxes(w, h):
 
 
 SIZES = [(128, 128), (640, 480), (480, 640), (66, 271), (271, 66), (333, 500), (500, 333), (199, 390), (1, 1),
-         (1, 300), (300, 1), (3, 7), (64, 64), (63, 65), (65, 63), (2000, 17), (17, 2000), (100, 101)]
+         (1, 300), (300, 1), (3, 7), (64, 64), (63, 65), (65, 63), (2000, 17), (17, 2000), (100, 101), (230, 2000)]
 
 
 @pytest.mark.parametrize("size", [64, 224, 8])
@@ -77,11 +79,12 @@ def test_region_only_views_are_bit_identical_to_the_full_path(size):
         options = dict(alpha=float(rng.choice([0.3, 0.5, 1.0])), outline=int(rng.integers(0, 4)),
                        colour=tuple(int(c) for c in rng.integers(0, 256, 3)))
         for prompter in (Shade(Shade.Options(**options)), Halo(Halo.Options(**options))):
-            views = prompter.render(image, boxes)
-            got = region_only(exact, image, views, boxes, prompter.draws_within_box)
-            assert np.array_equal(got, reference(views, size)), (w, h, size, type(prompter).__name__)
-        orders.add(exact.transposed(w, h))
-    assert None not in orders  # every size takes one of the two orders
+            got = region_only(exact, image, boxes, prompter)
+            assert np.array_equal(got, reference(prompter.render(image, boxes), size)), (w, h, size, type(prompter).__name__)
+        geometry = exact.geometry(w, h)
+        assert geometry is not None  # every size here takes the region-only path
+        orders.add(geometry.flip)
+    assert orders == {False, True}  # both orders of passes are exercised
 
 
 def test_boxes_on_a_grid_of_positions_and_scales():
@@ -92,8 +95,7 @@ def test_boxes_on_a_grid_of_positions_and_scales():
         image = Image.fromarray(np.random.default_rng(w).integers(0, 256, (h, w, 3), dtype=np.uint8))
         boxes = [Box(x, y, bw, bh) for x in (0, 1, 2.5, w / 2, w - 9, w - 3) for y in (0, 3, h - 5)
                  for bw, bh in ((1, 1), (4, 9), (9, 4))]
-        views = Shade().render(image, boxes)
-        assert np.array_equal(region_only(exact, image, views, boxes, 0), reference(views, 64))
+        assert np.array_equal(region_only(exact, image, boxes, Shade()), reference(Shade().render(image, boxes), 64))
 
 
 def test_green_shade_draws_within_its_boxes():
@@ -127,6 +129,71 @@ def test_changed_rect_covers_any_rounding_and_stays_in_the_image():
                       (Box(-20, 40, 5, 500), (0, 39, 1, 100))]:
         assert changed_rect(box, 0, 100, 100) == rect
     assert changed_rect(Box(10, 10, 5, 5), 3, 100, 100) == (6, 6, 19, 19)
+    rng = np.random.default_rng(3)
+    boxes = [Box(*(float(v) for v in rng.uniform([-50, -50, 0, 0], [150, 150, 80, 80]))) for _ in range(300)]
+    boxes += [Box(3.0, 4.0, 0.0, 0.0), Box(99.5, 99.5, 0.2, 0.2), Box(-0.5, 2.5, 1.5, 0.5)]
+    for margin in (0, 2):
+        assert changed_rects(boxes, margin, 100, 90).tolist() == [list(changed_rect(b, margin, 100, 90)) for b in boxes]
+
+
+def test_coefficients_reproduce_pillow_on_each_pass_alone():
+    """Each pass on its own (one axis resized, the other kept: Pillow then runs that pass only)
+    against Image.resize, reducing and enlarging, on noise and on the extremes 0 and 255."""
+    rng = np.random.default_rng(5)
+    for n_in, n_out in [(128, 64), (640, 298), (480, 224), (7, 64), (64, 7), (1, 5), (5, 1), (300, 299), (299, 300), (2000, 17)]:
+        k = pillow_pass(n_in, n_out)
+        assert k.weights.shape == (n_out, n_in) and (k.first < k.end).all()
+        for pixels in (rng.integers(0, 256, (3, n_in, 3), dtype=np.uint8),
+                       np.where(np.arange(n_in)[None, :, None] % 2 == 1, 255, 0).astype(np.uint8).repeat(3, 0).repeat(3, 2)):
+            want = np.asarray(Image.fromarray(pixels).resize((n_out, 3), Image.Resampling.BICUBIC))
+            sums = np.einsum("oi,yic->yoc", k.weights, pixels.astype(np.float64))
+            assert np.array_equal(np.floor(np.clip(sums + 0.5, 0, 255.5)).astype(np.uint8), want), (n_in, n_out)
+
+
+def test_sizes_whose_coefficients_lie_near_a_rounding_step_keep_the_reference_path():
+    """569 -> 384 has a coefficient within 2^-26 of where C's (int) cast rounds the other way: a
+    platform whose float arithmetic differs by an ulp could give Pillow another integer there."""
+    assert pillow_pass(569, 384).near_tie and not pillow_pass(640, 384).near_tie
+    exact = ExactViews(384)
+    assert exact.geometry(569, 600) is None and exact.geometry(640, 600) is not None
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (600, 569, 3), dtype=np.uint8))
+    out = np.zeros((1, 3, 384, 384), np.uint8)
+    assert not exact.write(image, [Box(10, 10, 50, 50)], Shade(), out) and not out.any()  # declined, nothing written
+
+
+def test_green_shade_windows_are_its_views_cut():
+    """GreenShade draws each window itself; the pixels are its full views' there, for any box,
+    window and options (including boxes partly or wholly outside their windows)."""
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(1, 60, 2))
+        image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        boxes = [Box(*(float(v) for v in rng.uniform([-w / 2, -h / 2, 0, 0], [w, h, w, h]))) for _ in range(int(rng.integers(1, 6)))]
+        windows = []
+        for _ in boxes:
+            x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+            windows.append((x0, y0, int(rng.integers(x0 + 1, w + 1)), int(rng.integers(y0 + 1, h + 1))))
+        prompter = GreenShade(GreenShade.Options(alpha=float(rng.uniform(0, 1)), outline=int(rng.integers(0, 5)),
+                                                 colour=tuple(int(c) for c in rng.integers(0, 256, 3))))
+        views = prompter.render(image, boxes)
+        for got, view, (x0, y0, x1, y1) in zip(prompter.render_windows(image, boxes, windows), views, windows):
+            assert got.dtype == np.uint8 and np.array_equal(got, np.asarray(view)[y0:y1, x0:x1])
+
+
+class Resizing(GreenShade):
+    """Declares draws_within_box but draws its views at another size (a broken prompter)."""
+
+    draws_within_box = 0
+    render_windows = Prompter.render_windows
+
+    def render(self, image, boxes):
+        return [v.resize((v.width + 1, v.height)) for v in super().render(image, boxes)]
+
+
+def test_a_prompter_whose_views_change_size_has_no_windows(scorer):
+    image = Image.new("RGB", (80, 60), (10, 20, 30))
+    with pytest.raises(RefbenchError, match="draws views of another size than the image"):
+        scorer.prepare(image, [Box(5, 5, 20, 20)], Resizing())
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +220,9 @@ def test_the_scorer_takes_the_region_only_path_only_when_the_prompter_declares_i
     assert np.array_equal(scorer.prepare(grey, boxes, Shade()).numpy().transpose(0, 2, 3, 1),
                           reference(Shade().render(grey, boxes), 64))
     assert calls == []  # never offered to the region-only path
-    monkeypatch.setattr(ExactViews, "transposed", lambda self, w, h: None)
+    declining = ExactViews(64)  # as if no size reproduced Pillow here
+    monkeypatch.setattr(declining, "_check", lambda w, h: None)
+    monkeypatch.setattr(scorer, "exact", declining)
     assert np.array_equal(scorer.prepare(image, boxes, Shade()).numpy().transpose(0, 2, 3, 1), want)
     assert calls == [False]  # offered, declined: the full path wrote the views
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -13,7 +13,7 @@ from . import transfer
 from .batch import Scored, Scoring
 from .components import Method
 from .place import Placement
-from .prepare import Chunk, Chunks, chunk_stream, loader
+from .prepare import Chunk, Chunks, Prepared, chunk_stream, loader
 
 
 def score_chunks(chunks: Iterable[Chunk], methods: list[Method], batch_size: int) -> Iterator[Scored]:
@@ -31,20 +31,22 @@ def score_chunks(chunks: Iterable[Chunk], methods: list[Method], batch_size: int
 
 class Shards(torch.utils.data.IterableDataset):
     """Scoring in workers: each worker scores the chunks of its share with its own copy of the
-    models and sends back images with their logits (or the error that stopped it, as a value)."""
+    models and sends back each image's position in ``chunks.items`` with its logits (or the error
+    that stopped it, as a value)."""
 
     def __init__(self, chunks: Chunks, methods: list[Method], batch_size: int) -> None:
         self.chunks, self.methods, self.batch_size = chunks, methods, batch_size
 
-    def __iter__(self) -> Iterator[Scored | RefbenchError]:
+    def __iter__(self) -> Iterator[list[tuple[int, dict[str, Any]]] | RefbenchError]:
         if torch.utils.data.get_worker_info() is not None:
             transfer.share(False)  # a scoring worker keeps its batches: no shared memory
+        position = {item.image_id: i for i, item in enumerate(self.chunks.items)}
         try:
             with torch.inference_mode():
                 for scored in score_chunks(iter(self.chunks), self.methods, self.batch_size):
-                    for p, _ in scored:
-                        p.views.clear()  # per-image scorers' inputs are spent: not sent back
-                    yield scored
+                    # only each image's position and logits cross back: the main process holds the
+                    # items and their boxes, and unpickling them again would cost it time the workers need
+                    yield [(position[p.item.image_id], logits) for p, logits in scored]
         except RefbenchError as exc:
             yield exc
 
@@ -57,7 +59,7 @@ def score_stream(items: list[ImageItem], boxes: dict[int, list[Box]], methods: l
         for scored in loader(shards, min(place.workers, len(items))):
             if isinstance(scored, RefbenchError):
                 raise scored
-            yield scored
+            yield [(Prepared(items[i], boxes[items[i].image_id]), logits) for i, logits in scored]
         return
     with torch.inference_mode():
         yield from score_chunks(chunk_stream(items, boxes, methods, batch_size, place.workers), methods, batch_size)

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from pydantic import Field, model_validator
 
-from refbench import Box, Options, Prompter, RefbenchError, rect_masks, tensor_args
+from refbench import Box, Options, Prompter, RefbenchError, as_array, rect_masks, tensor_args
 
 if TYPE_CHECKING:
     import torch
@@ -67,6 +67,36 @@ class GreenShade(Prompter):
     renders_resized = True
     renders_tensor = True
     draws_within_box = 0  # fill and outline stay inside each box's pixel bounds
+
+    def render_windows(self, image: Image.Image, boxes: Sequence[Box], windows: Sequence[tuple[int, int, int, int]]) -> list[np.ndarray]:
+        """:meth:`render`'s pixels within each window, drawn there only: the same bounds, and the same
+        blend, computed for the pixels inside each box's outline that fall in its window."""
+        if self.options.style == "seed":
+            return super().render_windows(image, boxes, windows)
+        base = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        h, w = base.shape[:2]
+        o = self.options
+        t, keep = o.outline, 1 - o.alpha
+        colour = np.asarray(o.colour, dtype=np.float32)
+        tint, solid = colour * o.alpha, colour.astype(np.uint8)
+        # pixel_bounds for every box, then the box and its inside (within the outline) cut to each window
+        x, y, bw, bh = as_array(boxes).T
+        x0, y0 = np.clip(np.rint(x), 0, w - 1), np.clip(np.rint(y), 0, h - 1)
+        x1, y1 = np.minimum(np.maximum(np.rint(x + bw), x0 + 1), w), np.minimum(np.maximum(np.rint(y + bh), y0 + 1), h)
+        win = np.array(windows, dtype=np.float64).reshape(-1, 4)
+        lo, hi = win[:, :2], win[:, 2:]
+        box = np.concatenate([np.maximum(np.stack([x0, y0], 1), lo), np.minimum(np.stack([x1, y1], 1), hi)], 1) - np.tile(lo, 2)
+        inside = np.concatenate([np.maximum(np.stack([x0 + t, y0 + t], 1), lo), np.minimum(np.stack([x1 - t, y1 - t], 1), hi)], 1)
+        patches = []
+        for (wx0, wy0, wx1, wy1), (ax0, ay0, ax1, ay1), (ix0, iy0, ix1, iy1) in zip(
+                windows, box.astype(np.int64).tolist(), inside.astype(np.int64).tolist()):
+            patch = base[wy0:wy1, wx0:wx1].copy()
+            if t and ax0 < ax1 and ay0 < ay1:  # the outline: the box filled with the colour, its inside then blended over it
+                patch[ay0:ay1, ax0:ax1] = solid
+            if ix0 < ix1 and iy0 < iy1:
+                patch[iy0 - wy0 : iy1 - wy0, ix0 - wx0 : ix1 - wx0] = np.rint(base[iy0:iy1, ix0:ix1] * keep + tint).astype(np.uint8)
+            patches.append(patch)
+        return patches
 
     def render_resized(self, image: np.ndarray, boxes: Sequence[Box], scale: float, out: np.ndarray | None = None) -> np.ndarray:
         """The same arithmetic as :meth:`render` on an image already resized to the model's input;

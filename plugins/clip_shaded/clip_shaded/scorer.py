@@ -272,10 +272,10 @@ class ClipScorer(EmbeddingScorer):
         out = torch.empty((len(boxes), 3, self.size, self.size), dtype=torch.uint8)
         array = out.numpy().transpose(0, 2, 3, 1)  # the same memory, seen as N x H x W x 3
         if self.options.views == "exact":
-            views = prompter.render(image, boxes)
-            if not (self._local_views(prompter, image, views)
-                    and self.exact.write(image, views, boxes, prompter.draws_within_box, array)):
-                for i, view in enumerate(views):
+            # a prompter that draws near its boxes only: each view recomputed only there (ExactViews)
+            if not (prompter.draws_within_box is not None and image.mode == "RGB"
+                    and self.exact.write(image, boxes, prompter, out.numpy())):
+                for i, view in enumerate(prompter.render(image, boxes)):
                     array[i] = np.asarray(self.resize(view))
         else:
             if not prompter.renders_resized:
@@ -287,17 +287,10 @@ class ClipScorer(EmbeddingScorer):
             prompter.render_resized(np.asarray(self.resize(image)), mapped, scale, out=array)
         return out
 
-    @staticmethod
-    def _local_views(prompter: Prompter, image: Image.Image, views: Sequence[Image.Image]) -> bool:
-        """Whether ``views`` may take :class:`ExactViews`: the prompter declares that they differ from
-        the image only near their boxes (``draws_within_box``), and image and views are RGB of one size."""
-        return (prompter.draws_within_box is not None and image.mode == "RGB"
-                and all(v.mode == "RGB" and v.size == image.size for v in views))
-
     def model_input(self, views: torch.Tensor) -> torch.Tensor:
         """uint8 views (any device) -> normalised float on the model's device."""
-        x = views.to(self.device, non_blocking=True).float()
-        return (x - self.mean) / self.std
+        x = views.to(self.device, non_blocking=True).float()  # a new tensor (the views are uint8): normalised in place
+        return x.sub_(self.mean).div_(self.std)
 
     def device_input(self, views: DeviceViews) -> torch.Tensor:
         """``views: device``: the views drawn, resized and normalised on the model's device."""

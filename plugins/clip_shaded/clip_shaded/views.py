@@ -1,45 +1,48 @@
-"""Exact views without resizing every full-size copy.
+"""Exact views computed only where each box changes them.
 
 The exact path's reference is: render each view on the full image, then torchvision's
 ``Resize(size, BICUBIC)`` (shortest side to ``size``) and ``CenterCrop(size)``. On a PIL image
-that resize is Pillow's ``Image.resize``: a horizontal pass, then a vertical one, each with an
-8-bit result. A horizontal output row depends only on the same source row, a vertical output
-column only on the same intermediate column, and a pass's coefficients only on the sizes in and
-out. So when a view differs from the image only within a rectangle of rows ``[ya, yb)`` and
-columns ``[xa, xb)`` (horizontal pass first; the other order is the same, transposed):
+that resize is Pillow's ``Image.resize``: two passes (horizontal then vertical, or the other
+way round), each a sum of source pixels times fixed-point coefficients (22 fractional bits),
+rounded and clipped to 8 bits. An output pixel of a pass depends only on the source pixels
+its filter reaches along that pass's axis, and a pass's coefficients only on the sizes in
+and out.
 
-- only rows ``[ya, yb)`` of the intermediate (horizontally resized) image differ: they are
-  recomputed by resizing those rows of the view, at full width, horizontally;
-- only the intermediate columns whose filter reaches ``[xa, xb)`` differ, and only output
-  columns of the same index: they are recomputed by resizing those columns of the view's
-  intermediate image, at full height, vertically.
+So when a view differs from its image only within a rectangle, only the output pixels whose
+filters reach that rectangle differ from the plainly resized image's. Per image, Pillow
+resizes the image once; per view, this module computes just the output block its box
+reaches, from the view's pixels in the source window those outputs read (the prompter's
+:meth:`~refbench.Prompter.render_windows`), with the same coefficients and the same integer
+arithmetic as Pillow:
 
-Every pass runs in Pillow with the same sizes in and out as the reference's (full width for
-the horizontal pass, full height for the vertical one), so the coefficients, the rounding and
-the 8-bit intermediate are the reference's: the views are bit-identical to it. Only which
-pixels to recompute is derived here, generously (a pixel more each side than Pillow's filter
-reaches); recomputing too much costs time, never exactness. All views of an image share two
-Pillow calls: their row bands are stacked into one tall image, their column strips side by side
-into one wide image. Pillow's box argument (resample a region onto a sub-grid) is not used: it
-takes the region as 32-bit floats and computes each output pixel's centre from the region's
-start, so its coefficients are sure to equal the full resize's only where the scale and the
-region's start are exact binary fractions (a scale of 2, not 640/298).
+- the coefficients are Pillow's ``precompute_coeffs`` and ``normalize_coeffs_8bpc``, computed
+  in float64 with the same operations in the same order;
+- each pass is a matrix product of 8-bit values and integer coefficients (scaled by 2^-22,
+  which is exact): every product and partial sum is a multiple of 2^-22 below 2^31 of them,
+  so float64 holds it exactly and the order of the sums does not matter;
+- each pass ends as Pillow's does, in ``clip8``: ``floor(sum + 1/2)`` clipped to 0..255.
+
+Whether that reproduces the installed Pillow is checked once per image size: both passes in
+both orders on a noise image of that size, against ``Image.resize``; the order that matches is
+the one used. A size where neither matches (another Pillow), or whose coefficients lie within
+2^-26 of a rounding step (where a platform's float arithmetic, e.g. a fused multiply-add,
+could round Pillow's the other way), keeps the reference path.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from refbench import Box
+from refbench import Box, Prompter, as_array
 
 BICUBIC = Image.Resampling.BICUBIC
-TRANSPOSE = Image.Transpose.TRANSPOSE
-SUPPORT = 2.0  # Pillow's bicubic filter reaches 2 source pixels (x the scale when reducing)
+SCALE = 2.0**-22  # Pillow's PRECISION_BITS = 22: coefficients are integers over 2^22
 
 
 def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -56,18 +59,6 @@ def crop_offsets(width: int, height: int, size: int) -> tuple[int, int]:
     return int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
 
 
-def reach(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each output pixel of a Pillow bicubic pass from ``in_size`` to ``out_size``, the first and
-    one-past-last source pixel its filter may read, widened by a pixel each side (the same
-    arithmetic as Pillow's coefficients, so a rounding difference cannot narrow it)."""
-    scale = in_size / out_size
-    support = SUPPORT * max(scale, 1.0)
-    centre = (np.arange(out_size) + 0.5) * scale
-    first = np.clip(np.trunc(centre - support + 0.5) - 1, 0, in_size).astype(np.int64)
-    end = np.clip(np.trunc(centre + support + 0.5) + 1, 0, in_size).astype(np.int64)
-    return first, end
-
-
 def changed_rect(box: Box, margin: int, width: int, height: int) -> tuple[int, int, int, int]:
     """The pixels ``[x0, x1) x [y0, y1)`` a view of ``box`` may change when its prompter declares
     ``draws_within_box = margin``: the box rounded outwards and grown by ``margin`` and one more
@@ -81,119 +72,180 @@ def changed_rect(box: Box, margin: int, width: int, height: int) -> tuple[int, i
     return x0, y0, x1, y1
 
 
-class ExactViews:
-    """Writes views bit-identical to ``CenterCrop(size)(Resize(size, BICUBIC)(view))`` for views that
-    differ from their image only near their boxes (see the module's docstring).
+def changed_rects(boxes: Sequence[Box], margin: int, width: int, height: int) -> np.ndarray:
+    """:func:`changed_rect` of every box, ``[N, 4]`` int64."""
+    x, y, w, h = as_array(boxes).T
+    grow = margin + 1
+    x0 = np.minimum(np.maximum(np.floor(x) - grow, 0), width - 1)
+    y0 = np.minimum(np.maximum(np.floor(y) - grow, 0), height - 1)
+    x1 = np.minimum(np.maximum(np.ceil(x + w) + grow, x0 + 1), width)
+    y1 = np.minimum(np.maximum(np.ceil(y + h) + grow, y0 + 1), height)
+    return np.stack([x0, y0, x1, y1], 1).astype(np.int64)
 
-    Pillow may run the vertical pass first (the installed one does for some portrait sizes); that
-    order is the transpose of the other, so such an image and its views are handled transposed.
-    Which order reproduces Pillow's own ``resize`` is checked once per image size, on a noise image
-    of that size; a size where neither does (a Pillow whose resize is not two such passes) keeps
-    the reference path."""
+
+def _bicubic(x: np.ndarray) -> np.ndarray:
+    """Pillow's ``bicubic_filter`` (a = -0.5), with its operations in its order."""
+    a = -0.5
+    x = np.abs(x)
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * a
+    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One Pillow bicubic pass from ``in_size`` to ``out_size`` pixels along an axis."""
+
+    weights: np.ndarray  # [out, in] float64: the fixed-point coefficients times 2^-22, zero outside each filter
+    first: np.ndarray  # [out] the first source pixel each output reads
+    end: np.ndarray  # [out] one past its last
+    near_tie: bool  # some coefficient is within 2^-26 of a rounding step (see the module's docstring)
+
+
+@lru_cache(maxsize=32)
+def pillow_pass(in_size: int, out_size: int) -> Pass:
+    """Pillow's coefficients for a pass (``precompute_coeffs`` with ``box = (0, in_size)``, then
+    ``normalize_coeffs_8bpc``), vectorised over the outputs."""
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 2.0 * filterscale  # the bicubic filter reaches 2 pixels, times the scale when reducing
+    ksize = int(math.ceil(support)) * 2 + 1
+    centre = (np.arange(out_size) + 0.5) * scale
+    first = np.maximum((centre - support + 0.5).astype(np.int64), 0)  # C's (int) truncates, as astype does
+    count = np.minimum((centre + support + 0.5).astype(np.int64), in_size) - first
+    taps = np.arange(ksize)
+    used = taps < count[:, None]
+    pos = first[:, None] + taps
+    w = np.where(used, _bicubic((pos - centre[:, None] + 0.5) * (1.0 / filterscale)), 0.0)
+    total = np.zeros(out_size)
+    for k in range(ksize):  # summed tap by tap, in C's order
+        total = total + w[:, k]
+    w = np.where(total[:, None] != 0.0, w / np.where(total == 0.0, 1.0, total)[:, None], w)
+    steps = np.abs(w) * (1 << 22) + 0.5  # C: (int)(±0.5 + w * 2^22)
+    fixed = np.copysign(np.trunc(steps), w)
+    weights = np.zeros((out_size, in_size))
+    rows, cols = np.nonzero(used)
+    weights[rows, pos[rows, cols]] = fixed[rows, cols] * SCALE
+    near = np.abs(steps - np.round(steps))[used & (w != 0)]
+    return Pass(weights, first, first + count, bool(near.size and near.min() < 2.0**-26))
+
+
+def _resize(pixels: np.ndarray, first: Pass, second: Pass, u: slice, v: slice, ou: slice, ov: slice) -> np.ndarray:
+    """Output block ``[ov, 3, ou]`` of the two passes (``first`` along axis u, then ``second`` along
+    v) of ``pixels``, laid out ``[v, 3, u]`` and holding source rows ``v`` and columns ``u`` (every
+    pixel those outputs read). Float64 in [0, 255.5]: truncated to uint8 (as assigning into a uint8
+    array does), the pixels.
+
+    Each pass ends in Pillow's ``clip8``, ``floor(sum + 1/2)`` in 0..255: here ``sum + 1/2`` clipped to
+    [0, 255.5], then truncated (the same on that range)."""
+    n_v, n_u = pixels.shape[0], pixels.shape[2]
+    band = pixels.astype(np.float64, order="C").reshape(n_v * 3, n_u)
+    mid = band @ first.weights[ou, u].T  # [v * 3, ou]
+    mid += 0.5
+    np.clip(mid, 0.0, 255.5, out=mid)
+    np.trunc(mid, out=mid)
+    out = second.weights[ov, v] @ mid.reshape(n_v, -1)  # [ov, 3 * ou]
+    out += 0.5
+    np.clip(out, 0.0, 255.5, out=out)
+    return out.reshape(out.shape[0], 3, -1)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How images of one size are resized: the passes in Pillow's order, as axes u (first) and v."""
+
+    flip: bool  # the vertical pass first: u is y, v is x
+    resized: tuple[int, int]  # (width, height) after Resize
+    crop: tuple[int, int]  # (left, top) of CenterCrop
+    first: Pass
+    second: Pass
+
+
+class ExactViews:
+    """Writes views bit-identical to ``CenterCrop(size)(Resize(size, BICUBIC)(view))`` for prompters
+    that declare ``draws_within_box`` (see the module's docstring)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._reach: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
-        self._order: dict[tuple[int, int], bool | None] = {}  # image size -> transposed?, None: neither order
+        self._geometry: dict[tuple[int, int], Geometry | None] = {}
 
-    def _columns(self, in_size: int, out_size: int, x0: int, x1: int) -> tuple[int, int]:
-        """The output columns ``[c0, c1)`` of a horizontal pass that read any of columns ``[x0, x1)``."""
-        key = (in_size, out_size)
-        if key not in self._reach:
-            self._reach[key] = tuple(a.tolist() for a in reach(in_size, out_size))  # type: ignore[assignment]
-        first, end = self._reach[key]
-        # first and end never decrease along the output, so the columns that overlap are a range
-        return bisect.bisect_right(end, x0), bisect.bisect_left(first, x1)
-
-    def transposed(self, width: int, height: int) -> bool | None:
-        """Whether images of this size take the transposed order (vertical pass first); None when
-        neither order reproduces ``Image.resize`` here."""
+    def geometry(self, width: int, height: int) -> Geometry | None:
+        """The passes for images of this size; None where they would not reproduce ``Image.resize``
+        exactly (those images keep the reference path)."""
         key = (width, height)
-        if key not in self._order:
-            rw, rh = resized_size(width, height, self.size)
-            noise = np.random.default_rng(width * 65536 + height).integers(0, 256, (height, width, 3), dtype=np.uint8)
-            want = np.asarray(Image.fromarray(noise).resize((rw, rh), BICUBIC))
-            self._order[key] = None
-            for flip in (False, True):
-                src = np.ascontiguousarray(noise.transpose(1, 0, 2)) if flip else noise
-                got = _two_passes(src, rh if flip else rw, rw if flip else rh)
-                if np.array_equal(got.transpose(1, 0, 2) if flip else got, want):
-                    self._order[key] = flip
-                    break
-        return self._order[key]
+        if key not in self._geometry:
+            self._geometry[key] = self._check(width, height)
+        return self._geometry[key]
 
-    def write(self, image: Image.Image, views: Sequence[Image.Image], boxes: Sequence[Box], margin: int,
-              out: np.ndarray) -> bool:
-        """``out[i]`` (``size x size x 3`` uint8, any strides) = the reference for ``views[i]``; False
+    def _check(self, width: int, height: int) -> Geometry | None:
+        rw, rh = resized_size(width, height, self.size)
+        across, down = pillow_pass(width, rw), pillow_pass(height, rh)
+        if across.near_tie or down.near_tie:
+            return None
+        noise = np.random.default_rng(width * 65536 + height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        want = np.asarray(Image.fromarray(noise).resize((rw, rh), BICUBIC))
+        every = slice(None)
+        for flip in (False, True):
+            first, second = (down, across) if flip else (across, down)
+            pixels = noise.transpose(1, 2, 0) if flip else noise.transpose(0, 2, 1)  # [v, 3, u]
+            got = _resize(pixels, first, second, every, every, every, every)
+            got = got.astype(np.uint8)
+            if np.array_equal(got.transpose(2, 0, 1) if flip else got.transpose(0, 2, 1), want):
+                return Geometry(flip, (rw, rh), crop_offsets(rw, rh, self.size), first, second)
+        return None
+
+    def write(self, image: Image.Image, boxes: Sequence[Box], prompter: Prompter, out: np.ndarray) -> bool:
+        """``out[i]`` (``3 x size x size`` uint8) = the reference for the view of ``boxes[i]``; False
         (nothing written) where this image's size keeps the reference path.
 
-        ``image`` is RGB; every view is RGB, of the image's size, and equal to it outside
-        :func:`changed_rect` of its box grown by ``margin``."""
+        ``image`` is RGB, and ``prompter`` declares ``draws_within_box``: its views equal the image
+        outside :func:`changed_rect`. The views' pixels come from its ``render_windows``."""
         width, height = image.size
-        flip = self.transposed(width, height)
-        if flip is None:
+        geo = self.geometry(width, height)
+        if geo is None:
             return False
-        rw, rh = resized_size(width, height, self.size)
-        left, top = crop_offsets(rw, rh, self.size)
-        rects = [changed_rect(b, margin, width, height) for b in boxes]
-        if not flip:
-            bands = [v.crop((0, y0, width, y1)) for v, (_, y0, _, y1) in zip(views, rects)]
-            self._write(image, bands, rects, rw, rh, left, top, out)
-        else:  # the same algorithm on the transposed image, views and boxes
-            bands = [v.crop((x0, 0, x1, height)).transpose(TRANSPOSE) for v, (x0, _, x1, _) in zip(views, rects)]
-            rects = [(y0, x0, y1, x1) for x0, y0, x1, y1 in rects]
-            self._write(image.transpose(TRANSPOSE), bands, rects, rh, rw, top, left, out.transpose(0, 2, 1, 3))
+        size = self.size
+        left, top = geo.crop
+        plain = np.asarray(image.resize(geo.resized, BICUBIC))[top : top + size, left : left + size]
+        out[:] = plain.transpose(2, 0, 1)
+        if not boxes:
+            return True
+        keep, windows, blocks = self._plan(geo, boxes, prompter.draws_within_box or 0, width, height)
+        if not keep:
+            return True
+        patches = prompter.render_windows(image, [boxes[i] for i in keep], windows)
+        cu, cv = (top, left) if geo.flip else (left, top)  # the crop's start along u and v
+        for i, patch, (x0, y0, x1, y1), (ou0, ov0, ou1, ov1) in zip(keep, patches, windows, blocks):
+            ou, ov = slice(ou0, ou1), slice(ov0, ov1)
+            if geo.flip:  # u is y: the patch as [x, 3, y], the block comes out [x, 3, y]
+                block = _resize(patch.transpose(1, 2, 0), geo.first, geo.second, slice(y0, y1), slice(x0, x1), ou, ov)
+                out[i, :, ou0 - cu : ou1 - cu, ov0 - cv : ov1 - cv] = block.transpose(1, 2, 0)
+            else:  # u is x: [y, 3, x]
+                block = _resize(patch.transpose(0, 2, 1), geo.first, geo.second, slice(x0, x1), slice(y0, y1), ou, ov)
+                out[i, :, ov0 - cv : ov1 - cv, ou0 - cu : ou1 - cu] = block.transpose(1, 0, 2)
         return True
 
-    def _write(self, image: Image.Image, bands: list[Image.Image], rects: list[tuple[int, int, int, int]],
-               rw: int, rh: int, left: int, top: int, out: np.ndarray) -> None:
-        """Horizontal pass first: ``image`` resized to ``rw x rh`` and cropped at ``(left, top)``, with
-        each view's changed rows (``bands``, rows ``[y0, y1)`` of its rectangle) and the columns they
-        reach recomputed."""
+    def _plan(self, geo: Geometry, boxes: Sequence[Box], margin: int, width: int, height: int
+              ) -> tuple[list[int], list[tuple[int, int, int, int]], list[tuple[int, int, int, int]]]:
+        """For every view with an output pixel its box changes within the crop: its index, the source
+        window its output block reads (``x0, y0, x1, y1`` in the image), and that block
+        (``u0, v0, u1, v1`` in the resized image's pixels, u and v as in :class:`Geometry`)."""
         size = self.size
-        width, height = image.size
-        across = image.resize((rw, height), BICUBIC)  # the horizontal pass alone
-        plain = np.asarray(across.resize((rw, rh), BICUBIC))  # then the vertical one
-        out[:] = plain[top : top + size, left : left + size]
-        if not bands:
-            return
-        across_px = np.asarray(across)
-        spans = [self._columns(width, rw, x0, x1) for x0, _, x1, _ in rects]
-
-        # horizontal pass of every view's changed rows, stacked into one tall image
-        rows = sum(y1 - y0 for _, y0, _, y1 in rects)
-        stack = Image.new("RGB", (width, rows))
-        r = 0
-        for band, (_, y0, _, y1) in zip(bands, rects):
-            stack.paste(band, (0, r))
-            r += y1 - y0
-        across_bands = np.asarray(stack.resize((rw, rows), BICUBIC))
-
-        # vertical pass of every view's changed columns (its intermediate image there), side by side
-        cols = sum(c1 - c0 for c0, c1 in spans)
-        if not cols:  # no column changes (cannot happen for a box inside the image)
-            return
-        strips = np.empty((height, cols, 3), dtype=np.uint8)
-        r = c = 0
-        for (_, y0, _, y1), (c0, c1) in zip(rects, spans):
-            strip = strips[:, c : c + c1 - c0]
-            strip[:] = across_px[:, c0:c1]
-            strip[y0:y1] = across_bands[r : r + y1 - y0, c0:c1]
-            r += y1 - y0
-            c += c1 - c0
-        strips = np.asarray(Image.fromarray(strips).resize((cols, rh), BICUBIC))[top : top + size]
-
-        # each view: the resized image, with its changed columns (within the crop) replaced
-        c = 0
-        for view_out, (c0, c1) in zip(out, spans):
-            k0, k1 = max(c0, left), min(c1, left + size)
-            if k0 < k1:
-                view_out[:, k0 - left : k1 - left] = strips[:, c + k0 - c0 : c + k1 - c0]
-            c += c1 - c0
-
-
-def _two_passes(pixels: np.ndarray, rw: int, rh: int) -> np.ndarray:
-    """``pixels`` (H x W x 3) resized horizontally, then vertically, as two Pillow calls."""
-    across = Image.fromarray(pixels).resize((rw, pixels.shape[0]), BICUBIC)
-    return np.asarray(across.resize((rw, rh), BICUBIC))
-
+        rects = changed_rects(boxes, margin, width, height)
+        if geo.flip:
+            rects = rects[:, [1, 0, 3, 2]]
+        left, top = geo.crop
+        cu, cv = (top, left) if geo.flip else (left, top)
+        out_u0 = np.maximum(np.searchsorted(geo.first.end, rects[:, 0], "right"), cu)  # outputs whose filter reaches the rect
+        out_u1 = np.minimum(np.searchsorted(geo.first.first, rects[:, 2], "left"), cu + size)
+        out_v0 = np.maximum(np.searchsorted(geo.second.end, rects[:, 1], "right"), cv)
+        out_v1 = np.minimum(np.searchsorted(geo.second.first, rects[:, 3], "left"), cv + size)
+        keep = np.flatnonzero((out_u0 < out_u1) & (out_v0 < out_v1))
+        if not keep.size:
+            return [], [], []
+        u0, v0, u1, v1 = out_u0[keep], out_v0[keep], out_u1[keep], out_v1[keep]
+        src = np.stack([geo.first.first[u0], geo.second.first[v0], geo.first.end[u1 - 1], geo.second.end[v1 - 1]], 1)
+        if geo.flip:
+            src = src[:, [1, 0, 3, 2]]
+        blocks = np.stack([u0, v0, u1, v1], 1)
+        return keep.tolist(), [tuple(w) for w in src.tolist()], [tuple(b) for b in blocks.tolist()]
