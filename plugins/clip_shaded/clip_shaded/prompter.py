@@ -79,20 +79,22 @@ class GreenShade(Prompter):
         t, keep = o.outline, 1 - o.alpha
         colour = np.asarray(o.colour, dtype=np.float32)
         tint, solid = colour * o.alpha, colour.astype(np.uint8)
-        # pixel_bounds for every box, then the box and its inside (within the outline) cut to each window
-        x, y, bw, bh = as_array(boxes).T
-        x0, y0 = np.clip(np.rint(x), 0, w - 1), np.clip(np.rint(y), 0, h - 1)
-        x1, y1 = np.minimum(np.maximum(np.rint(x + bw), x0 + 1), w), np.minimum(np.maximum(np.rint(y + bh), y0 + 1), h)
+        # pixel_bounds for every box (as corners lo, hi), then the box and its inside (within the
+        # outline) cut to each window, the box relative to the window
+        xywh = as_array(boxes)
+        lo = np.clip(np.rint(xywh[:, :2]), 0, (w - 1, h - 1))
+        hi = np.minimum(np.maximum(np.rint(xywh[:, :2] + xywh[:, 2:]), lo + 1), (w, h))
         win = np.array(windows, dtype=np.float64).reshape(-1, 4)
-        lo, hi = win[:, :2], win[:, 2:]
-        box = np.concatenate([np.maximum(np.stack([x0, y0], 1), lo), np.minimum(np.stack([x1, y1], 1), hi)], 1) - np.tile(lo, 2)
-        inside = np.concatenate([np.maximum(np.stack([x0 + t, y0 + t], 1), lo), np.minimum(np.stack([x1 - t, y1 - t], 1), hi)], 1)
+        w_lo, w_hi = win[:, :2], win[:, 2:]
+        cuts = np.concatenate([np.maximum(lo, w_lo) - w_lo, np.minimum(hi, w_hi) - w_lo,
+                               np.maximum(lo + t, w_lo), np.minimum(hi - t, w_hi)], 1).astype(np.int64).tolist()
+        fill = np.empty((max(y1 - y0 for _, y0, _, y1 in windows), max(x1 - x0 for x0, _, x1, _ in windows), 3), np.uint8)
+        fill[:] = solid  # copied from, which is faster than broadcasting the colour into each box
         patches = []
-        for (wx0, wy0, wx1, wy1), (ax0, ay0, ax1, ay1), (ix0, iy0, ix1, iy1) in zip(
-                windows, box.astype(np.int64).tolist(), inside.astype(np.int64).tolist()):
+        for (wx0, wy0, wx1, wy1), (ax0, ay0, ax1, ay1, ix0, iy0, ix1, iy1) in zip(windows, cuts):
             patch = base[wy0:wy1, wx0:wx1].copy()
             if t and ax0 < ax1 and ay0 < ay1:  # the outline: the box filled with the colour, its inside then blended over it
-                patch[ay0:ay1, ax0:ax1] = solid
+                patch[ay0:ay1, ax0:ax1] = fill[: ay1 - ay0, : ax1 - ax0]
             if ix0 < ix1 and iy0 < iy1:
                 patch[iy0 - wy0 : iy1 - wy0, ix0 - wx0 : ix1 - wx0] = np.rint(base[iy0:iy1, ix0:ix1] * keep + tint).astype(np.uint8)
             patches.append(patch)

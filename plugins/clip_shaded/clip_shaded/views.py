@@ -102,7 +102,7 @@ class Pass:
     near_tie: bool  # some coefficient is within 2^-26 of a rounding step (see the module's docstring)
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=8)
 def pillow_pass(in_size: int, out_size: int) -> Pass:
     """Pillow's coefficients for a pass (``precompute_coeffs`` with ``box = (0, in_size)``, then
     ``normalize_coeffs_8bpc``), vectorised over the outputs."""
@@ -167,31 +167,57 @@ class ExactViews:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._geometry: dict[tuple[int, int], Geometry | None] = {}
+        # image size -> the vertical pass first?, None: neither order reproduces Pillow. Only the flag is
+        # kept: the coefficients live in pillow_pass's bounded cache (an image size's are up to MBs).
+        self._order: dict[tuple[int, int], bool | None] = {}
 
     def geometry(self, width: int, height: int) -> Geometry | None:
         """The passes for images of this size; None where they would not reproduce ``Image.resize``
         exactly (those images keep the reference path)."""
         key = (width, height)
-        if key not in self._geometry:
-            self._geometry[key] = self._check(width, height)
-        return self._geometry[key]
+        if key not in self._order:
+            self._order[key] = self._check(width, height)
+        flip = self._order[key]
+        if flip is None:
+            return None
+        rw, rh = resized_size(width, height, self.size)
+        across, down = pillow_pass(width, rw), pillow_pass(height, rh)
+        return Geometry(flip, (rw, rh), crop_offsets(rw, rh, self.size), *((down, across) if flip else (across, down)))
 
-    def _check(self, width: int, height: int) -> Geometry | None:
+    def _check(self, width: int, height: int) -> bool | None:
+        """Which order of passes reproduces ``Image.resize`` for this size (True: the vertical pass
+        first); None: neither, or coefficients near a rounding step. Each pass alone is compared on
+        noise strips 3 pixels thick (Pillow then runs only that pass), every output of it; then both
+        orders on output blocks at the corners and the centre of a noise image of this size (cheap
+        for any size: the blocks are computed as views' are)."""
         rw, rh = resized_size(width, height, self.size)
         across, down = pillow_pass(width, rw), pillow_pass(height, rh)
         if across.near_tie or down.near_tie:
             return None
-        noise = np.random.default_rng(width * 65536 + height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        rng = np.random.default_rng(width * 65536 + height)
+        for k, n_in, n_out in ((across, width, rw), (down, height, rh)):
+            strip = rng.integers(0, 256, (3, n_in, 3), dtype=np.uint8)
+            want = np.asarray(Image.fromarray(strip).resize((n_out, 3), BICUBIC))
+            sums = np.einsum("oi,yic->yoc", k.weights, strip.astype(np.float64)) + 0.5
+            if not np.array_equal(np.clip(sums, 0.0, 255.5).astype(np.uint8), want):
+                return None
+        noise = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         want = np.asarray(Image.fromarray(noise).resize((rw, rh), BICUBIC))
-        every = slice(None)
         for flip in (False, True):
             first, second = (down, across) if flip else (across, down)
             pixels = noise.transpose(1, 2, 0) if flip else noise.transpose(0, 2, 1)  # [v, 3, u]
-            got = _resize(pixels, first, second, every, every, every, every)
-            got = got.astype(np.uint8)
-            if np.array_equal(got.transpose(2, 0, 1) if flip else got.transpose(0, 2, 1), want):
-                return Geometry(flip, (rw, rh), crop_offsets(rw, rh, self.size), first, second)
+            n_u, n_v = first.weights.shape[0], second.weights.shape[0]  # outputs along u and v
+            same = True
+            for a in {0, max(n_u // 2 - 16, 0), max(n_u - 32, 0)}:
+                for b in {0, max(n_v // 2 - 16, 0), max(n_v - 32, 0)}:
+                    ou, ov = slice(a, min(a + 32, n_u)), slice(b, min(b + 32, n_v))
+                    u = slice(first.first[ou.start], first.end[ou.stop - 1])
+                    v = slice(second.first[ov.start], second.end[ov.stop - 1])
+                    got = _resize(pixels[v, :, u], first, second, u, v, ou, ov).astype(np.uint8)
+                    block = want[ou, ov] if flip else want[ov, ou]  # want is [y, x, 3]; got is [ov, 3, ou]
+                    same &= np.array_equal(got.transpose(2, 0, 1) if flip else got.transpose(0, 2, 1), block)
+            if same:
+                return flip
         return None
 
     def write(self, image: Image.Image, boxes: Sequence[Box], prompter: Prompter, out: np.ndarray) -> bool:
@@ -207,7 +233,7 @@ class ExactViews:
         size = self.size
         left, top = geo.crop
         plain = np.asarray(image.resize(geo.resized, BICUBIC))[top : top + size, left : left + size]
-        out[:] = plain.transpose(2, 0, 1)
+        out[:] = np.ascontiguousarray(plain.transpose(2, 0, 1))  # channels first once, then plain copies
         if not boxes:
             return True
         keep, windows, blocks = self._plan(geo, boxes, prompter.draws_within_box or 0, width, height)
