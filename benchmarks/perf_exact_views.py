@@ -5,6 +5,9 @@
       exact views the full way (every view resized whole), exact views recomputed only where
       each box reaches, and resized views; best of --repeats, the three alternating. It also
       checks that both exact ways give bit-identical views on every image.
+  (3) preparation alone on COCO-sized images (640x480 and 480x640 noise, 10 boxes of 2-40% of
+      the image each, model sizes 64 and 224): views/s of the full and region-only exact ways, and
+      whether they are bit-identical.
   (2) end to end: `refbench run` views/s against the raw encoder, as in perf_eval.py (b): on its
       RefCOCO-testA-shaped SynthRef split, whole runs and raw-encoder passes alternate, and the
       ratio is best over best; the raw encoder runs in the main process on 2 threads (and, as a
@@ -133,6 +136,54 @@ def preparation(args: argparse.Namespace, tmp: Path) -> dict:
     return {"identical_images": same, "images": len(inputs), **{f"prep_{v}": max(r) for v, r in rates.items()}}
 
 
+def coco_sized(args: argparse.Namespace) -> dict:
+    """(3): full against region-only exact views on COCO-sized noise images, in one process: the
+    two branches of the clip scorer's ``prepare`` for ``views: exact``, at model sizes the shipped
+    checkpoints do not have (64 is synth-rn's; 224 is ViT-B/32's)."""
+    from PIL import Image
+    from torchvision import transforms
+
+    from refbench import Box
+
+    rng = np.random.default_rng(0)
+    inputs = []
+    for i in range(40):
+        w, h = (640, 480) if i % 2 else (480, 640)
+        image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        sides = np.minimum(np.sqrt(rng.uniform(0.02, 0.4, 10) * w * h), min(w, h) - 1)
+        inputs.append((image, [Box(float(rng.uniform(0, w - s)), float(rng.uniform(0, h - s)), float(s),
+                                   float(s * rng.uniform(0.6, 1.0))) for s in sides]))
+    n = sum(len(b) for _, b in inputs)
+    prompter, out = GreenShade(), {}
+    for size in (64, 224):
+        resize = transforms.Compose([transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+                                     transforms.CenterCrop(size)])
+        exact = ExactViews(size)
+
+        def full(image, boxes):
+            return np.stack([np.asarray(resize(v)) for v in prompter.render(image, boxes)]).transpose(0, 3, 1, 2)
+
+        def region(image, boxes):
+            views = np.empty((len(boxes), 3, size, size), np.uint8)
+            assert exact.write(image, boxes, prompter, views)
+            return views
+
+        same = sum(np.array_equal(full(*x), region(*x)) for x in inputs)
+        rates: dict[str, list[float]] = {"exact, full": [], "exact, region": []}
+        for _ in range(args.repeats):
+            for variant, way in (("exact, full", full), ("exact, region", region)):
+                quiet(args.max_wait)
+                t = time.perf_counter()
+                for x in inputs:
+                    way(*x)
+                rates[variant].append(n / (time.perf_counter() - t))
+        print(f"(3) {len(inputs)} COCO-sized noise images (640x480, 480x640), {n} views, model size {size}: bit-identical on "
+              f"{same}/{len(inputs)} images; " + "; ".join(f"{v} {', '.join(f'{r:.0f}' for r in rs)} views/s" for v, rs in rates.items()))
+        out[f"coco_{size}_speedup"] = max(rates["exact, region"]) / max(rates["exact, full"])
+        out[f"coco_{size}_identical"] = same == len(inputs)
+    return out
+
+
 def end_to_end(args: argparse.Namespace, tmp: Path) -> dict:
     """(2): whole runs against the raw encoder, alternating, best over best."""
     root = dataset(args.data / f"x{args.images}", args.images)
@@ -185,7 +236,7 @@ def main() -> int:
     p.add_argument("--raw-views", type=int, default=2048)
     p.add_argument("--repeats", type=int, default=3, choices=range(1, 21), metavar="1..20")
     p.add_argument("--random-init", action="store_true", help="ignore shipped checkpoints (speed does not depend on weights)")
-    p.add_argument("--skip", nargs="*", default=[], choices=["1", "2"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["1", "2", "3"])
     p.add_argument("--max-wait", type=float, default=60.0,
                    help="seconds to wait for an idle machine before each measurement (0: do not wait)")
     args = p.parse_args()
@@ -200,6 +251,8 @@ def main() -> int:
     report = {}
     if "1" not in args.skip:
         report.update(preparation(args, tmp))
+    if "3" not in args.skip:
+        report.update(coco_sized(args))
     if "2" not in args.skip:
         report.update(end_to_end(args, tmp))
     print(f"waited {QUIET['waited']:.0f} s for an idle machine; {QUIET['busy_starts']} measurements started "

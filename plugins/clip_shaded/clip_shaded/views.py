@@ -130,6 +130,24 @@ def pillow_pass(in_size: int, out_size: int) -> Pass:
     return Pass(weights, first, first + count, bool(near.size and near.min() < 2.0**-26))
 
 
+TILE = 48  # outputs per matrix product: a filter reads a few pixels, so a long block's weights are mostly zeros
+
+
+def _apply(k: Pass, o: slice, src: slice, left: np.ndarray | None, right: np.ndarray | None) -> np.ndarray:
+    """Pass ``k``'s sums for outputs ``o`` from source pixels ``src`` (which hold all they read), as
+    ``left @ weights.T`` (sources along ``left``'s columns) or ``weights @ right`` (along ``right``'s
+    rows), TILE outputs at a time, each product with just the sources those outputs read."""
+    if o.stop - o.start <= TILE:
+        return left @ k.weights[o, src].T if left is not None else k.weights[o, src] @ right
+    parts = []
+    for a in range(o.start, o.stop, TILE):
+        b = min(a + TILE, o.stop)
+        s0, s1 = int(k.first[a]), int(k.end[b - 1])
+        sources = slice(s0 - src.start, s1 - src.start)
+        parts.append(left[:, sources] @ k.weights[a:b, s0:s1].T if left is not None else k.weights[a:b, s0:s1] @ right[sources])
+    return np.concatenate(parts, axis=1 if left is not None else 0)
+
+
 def _resize(pixels: np.ndarray, first: Pass, second: Pass, u: slice, v: slice, ou: slice, ov: slice) -> np.ndarray:
     """Output block ``[ov, 3, ou]`` of the two passes (``first`` along axis u, then ``second`` along
     v) of ``pixels``, laid out ``[v, 3, u]`` and holding source rows ``v`` and columns ``u`` (every
@@ -140,11 +158,11 @@ def _resize(pixels: np.ndarray, first: Pass, second: Pass, u: slice, v: slice, o
     [0, 255.5], then truncated (the same on that range)."""
     n_v, n_u = pixels.shape[0], pixels.shape[2]
     band = pixels.astype(np.float64, order="C").reshape(n_v * 3, n_u)
-    mid = band @ first.weights[ou, u].T  # [v * 3, ou]
+    mid = _apply(first, ou, u, band, None)  # [v * 3, ou]
     mid += 0.5
     np.clip(mid, 0.0, 255.5, out=mid)
     np.trunc(mid, out=mid)
-    out = second.weights[ov, v] @ mid.reshape(n_v, -1)  # [ov, 3 * ou]
+    out = _apply(second, ov, v, None, mid.reshape(n_v, -1))  # [ov, 3 * ou]
     out += 0.5
     np.clip(out, 0.0, 255.5, out=out)
     return out.reshape(out.shape[0], 3, -1)
