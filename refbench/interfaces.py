@@ -78,8 +78,9 @@ class Prompter(Component, ABC):
     #: True when :meth:`render_tensor` is implemented.
     renders_tensor: ClassVar[bool] = False
     #: When set, every view equals the image except within this many pixels (plus one, for rounding)
-    #: of its box, clipped to the image (or at the image's pixel nearest a box outside it): a scorer
-    #: may then recompute only there (the clip scorer's exact views do, with :meth:`render_windows`).
+    #: of its box, clipped to the image (or at the image's pixel nearest a box outside it), and
+    #: depends only on the image and its own box: a scorer may then recompute only there, and ask
+    #: :meth:`render_windows` for some of the boxes only (the clip scorer's exact views do).
     #: None: views may differ anywhere.
     draws_within_box: ClassVar[int | None] = None
 

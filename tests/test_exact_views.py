@@ -6,10 +6,10 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from refbench import Box, Prompter, RefbenchError
+from refbench import Box, RefbenchError
 
 from clip_shaded import ClipScorer, GreenShade
-from clip_shaded.views import ExactViews, changed_rect, changed_rects, crop_offsets, pillow_pass, resized_size
+from clip_shaded.views import MAX_WEIGHTS, ExactViews, changed_rect, changed_rects, crop_offsets, pillow_pass, resized_size
 
 
 class Shade(GreenShade):
@@ -19,11 +19,11 @@ class Shade(GreenShade):
 
 
 class Halo(GreenShade):
-    """Draws 3 pixels beyond each box as well, and declares it (the margin a prompter may declare);
-    its windows are the default's (each view rendered whole, the window cut out)."""
+    """Draws 3 pixels beyond each box as well, and declares it (the margin a prompter may declare).
+    It overrides ``render`` only: its windows are then its views cut (the default's way), not
+    GreenShade's drawing."""
 
     draws_within_box = 3
-    render_windows = Prompter.render_windows
 
     def render(self, image, boxes):
         grown = [Box(b.x - 3, b.y - 3, b.w + 6, b.h + 6) for b in boxes]
@@ -65,13 +65,17 @@ SIZES = [(128, 128), (640, 480), (480, 640), (66, 271), (271, 66), (333, 500), (
          (1, 300), (300, 1), (3, 7), (64, 64), (63, 65), (65, 63), (2000, 17), (17, 2000), (100, 101), (230, 2000)]
 
 
-@pytest.mark.parametrize("size", [64, 224, 8])
+@pytest.mark.parametrize("size", [64, 224, 8, 2])
 def test_region_only_views_are_bit_identical_to_the_full_path(size):
     rng = np.random.default_rng(size)
     exact = ExactViews(size)
     shapes = SIZES + [tuple(int(v) for v in rng.integers(1, 500, 2)) for _ in range(8 if size > 64 else 30)]
     orders = set()
     for i, (w, h) in enumerate(shapes):
+        rw, rh = resized_size(w, h, size)
+        if max(w * rw, h * rh) > MAX_WEIGHTS:  # 17x2000 and 2000x17 at 64 and 224: the reference path
+            assert exact.geometry(w, h) is None
+            continue
         image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
         boxes = border_boxes(w, h) + [Box(*(float(v) for v in rng.uniform([-w / 4, -h / 4, 0, 0], [w, h, w, h])))
                                       for _ in range(int(rng.integers(0, 12)))]
@@ -82,9 +86,10 @@ def test_region_only_views_are_bit_identical_to_the_full_path(size):
             got = region_only(exact, image, boxes, prompter)
             assert np.array_equal(got, reference(prompter.render(image, boxes), size)), (w, h, size, type(prompter).__name__)
         geometry = exact.geometry(w, h)
-        assert geometry is not None  # every size here takes the region-only path
+        assert geometry is not None  # every other size here takes the region-only path
+        assert geometry.flip == (0 < h - rh and 2 * (w - rw) < h - rh)  # Pillow's order
         orders.add(geometry.flip)
-    assert orders == {False, True}  # both orders of passes are exercised
+    assert orders == {False, True} or size == 2  # both orders of passes are exercised
 
 
 def test_boxes_on_a_grid_of_positions_and_scales():
@@ -184,10 +189,43 @@ class Resizing(GreenShade):
     """Declares draws_within_box but draws its views at another size (a broken prompter)."""
 
     draws_within_box = 0
-    render_windows = Prompter.render_windows
 
     def render(self, image, boxes):
         return [v.resize((v.width + 1, v.height)) for v in super().render(image, boxes)]
+
+
+class Broken(GreenShade):
+    """Its render_windows answers wrongly: ``how`` says in what way."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+
+    def render_windows(self, image, boxes, windows):
+        patches = super().render_windows(image, boxes, windows)
+        if self.how == "fewer":
+            return patches[:-1]
+        if self.how == "float":
+            return [p.astype(np.float64) for p in patches]
+        return [p[:, :-1] for p in patches]  # a column short
+
+
+@pytest.mark.parametrize("how, message", [("fewer", "gave 1 windows for 2"), ("float", "gave float64"),
+                                          ("short", r"gave uint8 \[\d+, \d+, 3\] for window")])
+def test_a_wrong_answer_from_render_windows_is_one_line(scorer, how, message):
+    image = Image.new("RGB", (80, 60), (10, 20, 30))
+    with pytest.raises(RefbenchError, match=message) as err:
+        scorer.prepare(image, [Box(5, 5, 20, 20), Box(30, 20, 30, 30)], Broken(how))
+    assert "\n" not in str(err.value) and err.value.fix
+
+
+def test_passes_too_long_for_a_dense_matrix_keep_the_reference_path(scorer):
+    """17x2000 at 64 px: the long side grows to 7,529 pixels, a 15-million-entry matrix."""
+    assert scorer.exact.geometry(17, 2000) is None
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (2000, 17, 3), dtype=np.uint8))
+    boxes = [Box(2, 100, 10, 300), Box(0, 1500, 17, 400)]
+    assert np.array_equal(scorer.prepare(image, boxes, Shade()).numpy().transpose(0, 2, 3, 1),
+                          reference(Shade().render(image, boxes), 64))
 
 
 def test_a_prompter_whose_views_change_size_has_no_windows(scorer):

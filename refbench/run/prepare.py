@@ -114,10 +114,13 @@ class Chunks(torch.utils.data.IterableDataset):
     def __init__(self, items: list[ImageItem], boxes: dict[int, list[Box]], view_methods: list[Method], batch_size: int) -> None:
         self.items, self.boxes, self.view_methods, self.batch_size = items, boxes, view_methods, batch_size
 
-    def __iter__(self) -> Iterator[Chunk]:
+    def share(self) -> range:
+        """The positions in ``items`` of this process's share, in the order its chunks hold them."""
         info = torch.utils.data.get_worker_info()
-        shard = self.items if info is None else self.items[info.id :: info.num_workers]
-        return build_chunks(shard, self.boxes, self.view_methods, self.batch_size)
+        return range(len(self.items)) if info is None else range(info.id, len(self.items), info.num_workers)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return build_chunks([self.items[i] for i in self.share()], self.boxes, self.view_methods, self.batch_size)
 
 
 def single(x: Any) -> Any:
@@ -125,7 +128,12 @@ def single(x: Any) -> Any:
 
 
 def one_thread(_: int) -> None:
-    torch.set_num_threads(1)  # OpenMP's thread pool does not survive a fork: a forked worker uses one thread
+    """A forked worker computes on one thread: OpenMP's pool does not survive a fork, and a BLAS
+    pool per worker (numpy's, e.g. for a scorer's matrix products) would oversubscribe the CPUs."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(1)
 
 
 def loader(source: torch.utils.data.IterableDataset, workers: int, pin: bool = False) -> torch.utils.data.DataLoader:

@@ -40,13 +40,18 @@ class Shards(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[list[tuple[int, dict[str, Any]]] | RefbenchError]:
         if torch.utils.data.get_worker_info() is not None:
             transfer.share(False)  # a scoring worker keeps its batches: no shared memory
-        position = {item.image_id: i for i, item in enumerate(self.chunks.items)}
+        positions = iter(self.chunks.share())  # every image of the share comes out once, in order
         try:
             with torch.inference_mode():
                 for scored in score_chunks(iter(self.chunks), self.methods, self.batch_size):
-                    # only each image's position and logits cross back: the main process holds the
-                    # items and their boxes, and unpickling them again would cost it time the workers need
-                    yield [(position[p.item.image_id], logits) for p, logits in scored]
+                    # only each image's position and logits cross back: the main process holds the items
+                    # and their boxes, and unpickling them again would cost it time the workers need
+                    back = []
+                    for p, logits in scored:
+                        i = next(positions)
+                        assert self.chunks.items[i] is p.item  # the share's images, in order
+                        back.append((i, logits))
+                    yield back
         except RefbenchError as exc:
             yield exc
 

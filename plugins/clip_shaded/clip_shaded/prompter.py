@@ -70,9 +70,12 @@ class GreenShade(Prompter):
 
     def render_windows(self, image: Image.Image, boxes: Sequence[Box], windows: Sequence[tuple[int, int, int, int]]) -> list[np.ndarray]:
         """:meth:`render`'s pixels within each window, drawn there only: the same bounds, and the same
-        blend, computed for the pixels inside each box's outline that fall in its window."""
-        if self.options.style == "seed":
-            return super().render_windows(image, boxes, windows)
+        blend, computed for the pixels inside each box's outline that fall in its window. A subclass
+        that draws its own views (overrides :meth:`render`) gets them cut instead."""
+        if self.options.style == "seed" or type(self).render is not GreenShade.render:
+            return super().render_windows(image, boxes, windows)  # a subclass's own views, cut
+        if not windows:
+            return []
         base = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         h, w = base.shape[:2]
         o = self.options

@@ -289,7 +289,7 @@ class ClipScorer(EmbeddingScorer):
 
     def model_input(self, views: torch.Tensor) -> torch.Tensor:
         """uint8 views (any device) -> normalised float on the model's device."""
-        x = views.to(self.device, non_blocking=True).float()  # a new tensor (the views are uint8): normalised in place
+        x = views.to(self.device, non_blocking=True).to(torch.float32, copy=True)  # a new tensor: normalised in place
         return x.sub_(self.mean).div_(self.std)
 
     def device_input(self, views: DeviceViews) -> torch.Tensor:

@@ -22,11 +22,12 @@ arithmetic as Pillow:
   so float64 holds it exactly and the order of the sums does not matter;
 - each pass ends as Pillow's does, in ``clip8``: ``floor(sum + 1/2)`` clipped to 0..255.
 
-Whether that reproduces the installed Pillow is checked once per image size: both passes in
-both orders on a noise image of that size, against ``Image.resize``; the order that matches is
-the one used. A size where neither matches (another Pillow), or whose coefficients lie within
-2^-26 of a rounding step (where a platform's float arithmetic, e.g. a fused multiply-add,
-could round Pillow's the other way), keeps the reference path.
+Whether that reproduces the installed Pillow is checked once per image size (see
+:meth:`ExactViews._check`): each pass alone on noise strips, then both, in the order Pillow's
+rule gives, on output blocks of a noise image of that size, against ``Image.resize``. A size
+that fails (another Pillow), whose coefficients lie within 2^-26 of a rounding step (where a
+platform's float arithmetic, e.g. a fused multiply-add, could round Pillow's the other way), or
+whose passes would need dense matrices over ``MAX_WEIGHTS`` entries keeps the reference path.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from refbench import Box, Prompter, as_array
+from refbench import Box, Prompter, RefbenchError, as_array
 
 BICUBIC = Image.Resampling.BICUBIC
 SCALE = 2.0**-22  # Pillow's PRECISION_BITS = 22: coefficients are integers over 2^22
+MAX_WEIGHTS = 1 << 22  # a pass's dense [out, in] matrix (32 MB); longer axes keep the reference path
 
 
 def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -102,7 +104,7 @@ class Pass:
     near_tie: bool  # some coefficient is within 2^-26 of a rounding step (see the module's docstring)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)
 def pillow_pass(in_size: int, out_size: int) -> Pass:
     """Pillow's coefficients for a pass (``precompute_coeffs`` with ``box = (0, in_size)``, then
     ``normalize_coeffs_8bpc``), vectorised over the outputs."""
@@ -168,6 +170,19 @@ def _resize(pixels: np.ndarray, first: Pass, second: Pass, u: slice, v: slice, o
     return out.reshape(out.shape[0], 3, -1)
 
 
+def _check_patches(prompter: Prompter, patches: Sequence[np.ndarray], windows: Sequence[tuple[int, int, int, int]]) -> None:
+    """A prompter's ``render_windows`` answer: one uint8 ``[h, w, 3]`` array per window, of its size."""
+    name = type(prompter).__name__
+    if len(patches) != len(windows):
+        raise RefbenchError(f"prompter {name}'s render_windows gave {len(patches)} windows for {len(windows)}",
+                            "return one array per window, in order")
+    for patch, (x0, y0, x1, y1) in zip(patches, windows):
+        if not isinstance(patch, np.ndarray) or patch.dtype != np.uint8 or patch.shape != (y1 - y0, x1 - x0, 3):
+            got = f"{patch.dtype} {list(patch.shape)}" if isinstance(patch, np.ndarray) else type(patch).__name__
+            raise RefbenchError(f"prompter {name}'s render_windows gave {got} for window {(x0, y0, x1, y1)}",
+                                f"return uint8 [{y1 - y0}, {x1 - x0}, 3] (rows, columns, RGB) for it")
+
+
 @dataclass(frozen=True)
 class Geometry:
     """How images of one size are resized: the passes in Pillow's order, as axes u (first) and v."""
@@ -185,7 +200,7 @@ class ExactViews:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        # image size -> the vertical pass first?, None: neither order reproduces Pillow. Only the flag is
+        # image size -> the vertical pass first?, None: the reference path. Only the flag is
         # kept: the coefficients live in pillow_pass's bounded cache (an image size's are up to MBs).
         self._order: dict[tuple[int, int], bool | None] = {}
 
@@ -203,12 +218,16 @@ class ExactViews:
         return Geometry(flip, (rw, rh), crop_offsets(rw, rh, self.size), *((down, across) if flip else (across, down)))
 
     def _check(self, width: int, height: int) -> bool | None:
-        """Which order of passes reproduces ``Image.resize`` for this size (True: the vertical pass
-        first); None: neither, or coefficients near a rounding step. Each pass alone is compared on
-        noise strips 3 pixels thick (Pillow then runs only that pass), every output of it; then both
-        orders on output blocks at the corners and the centre of a noise image of this size (cheap
-        for any size: the blocks are computed as views' are)."""
+        """Whether this size takes the vertical pass first, as the installed Pillow's ``Image.resize``
+        does; None: keep the reference path. The order is Pillow's rule (vertical first when the
+        height shrinks by more than twice as much as the width), checked: each pass alone on noise
+        strips 3 pixels thick (Pillow then runs only that pass), every output of it; then both passes
+        on output blocks at the corners and the centre of a noise image of this size (cheap for any
+        size: the blocks are computed as views' are). Sizes whose passes are too long for a dense
+        matrix, or whose coefficients lie near a rounding step, keep the reference path."""
         rw, rh = resized_size(width, height, self.size)
+        if max(width * rw, height * rh) > MAX_WEIGHTS:
+            return None
         across, down = pillow_pass(width, rw), pillow_pass(height, rh)
         if across.near_tie or down.near_tie:
             return None
@@ -219,24 +238,22 @@ class ExactViews:
             sums = np.einsum("oi,yic->yoc", k.weights, strip.astype(np.float64)) + 0.5
             if not np.array_equal(np.clip(sums, 0.0, 255.5).astype(np.uint8), want):
                 return None
+        flip = 0 < height - rh and 2 * (width - rw) < height - rh  # ImagingResampleInner's horizontal_first, negated
+        first, second = (down, across) if flip else (across, down)
         noise = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         want = np.asarray(Image.fromarray(noise).resize((rw, rh), BICUBIC))
-        for flip in (False, True):
-            first, second = (down, across) if flip else (across, down)
-            pixels = noise.transpose(1, 2, 0) if flip else noise.transpose(0, 2, 1)  # [v, 3, u]
-            n_u, n_v = first.weights.shape[0], second.weights.shape[0]  # outputs along u and v
-            same = True
-            for a in {0, max(n_u // 2 - 16, 0), max(n_u - 32, 0)}:
-                for b in {0, max(n_v // 2 - 16, 0), max(n_v - 32, 0)}:
-                    ou, ov = slice(a, min(a + 32, n_u)), slice(b, min(b + 32, n_v))
-                    u = slice(first.first[ou.start], first.end[ou.stop - 1])
-                    v = slice(second.first[ov.start], second.end[ov.stop - 1])
-                    got = _resize(pixels[v, :, u], first, second, u, v, ou, ov).astype(np.uint8)
-                    block = want[ou, ov] if flip else want[ov, ou]  # want is [y, x, 3]; got is [ov, 3, ou]
-                    same &= np.array_equal(got.transpose(2, 0, 1) if flip else got.transpose(0, 2, 1), block)
-            if same:
-                return flip
-        return None
+        pixels = noise.transpose(1, 2, 0) if flip else noise.transpose(0, 2, 1)  # [v, 3, u]
+        n_u, n_v = first.weights.shape[0], second.weights.shape[0]  # outputs along u and v
+        for a in {0, max(n_u // 2 - 16, 0), max(n_u - 32, 0)}:
+            for b in {0, max(n_v // 2 - 16, 0), max(n_v - 32, 0)}:
+                ou, ov = slice(a, min(a + 32, n_u)), slice(b, min(b + 32, n_v))
+                u = slice(int(first.first[ou.start]), int(first.end[ou.stop - 1]))
+                v = slice(int(second.first[ov.start]), int(second.end[ov.stop - 1]))
+                got = _resize(pixels[v, :, u], first, second, u, v, ou, ov).astype(np.uint8)
+                block = want[ou, ov] if flip else want[ov, ou]  # want is [y, x, 3]; got is [ov, 3, ou]
+                if not np.array_equal(got.transpose(2, 0, 1) if flip else got.transpose(0, 2, 1), block):
+                    return None
+        return flip
 
     def write(self, image: Image.Image, boxes: Sequence[Box], prompter: Prompter, out: np.ndarray) -> bool:
         """``out[i]`` (``3 x size x size`` uint8) = the reference for the view of ``boxes[i]``; False
@@ -258,6 +275,7 @@ class ExactViews:
         if not keep:
             return True
         patches = prompter.render_windows(image, [boxes[i] for i in keep], windows)
+        _check_patches(prompter, patches, windows)
         cu, cv = (top, left) if geo.flip else (left, top)  # the crop's start along u and v
         for i, patch, (x0, y0, x1, y1), (ou0, ov0, ou1, ov1) in zip(keep, patches, windows, blocks):
             ou, ov = slice(ou0, ou1), slice(ov0, ov1)
