@@ -1,5 +1,7 @@
 """Exact views recomputed only where each box reaches are bit-identical to the full exact path."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from torchvision import transforms
 from refbench import Box, RefbenchError
 
 from clip_shaded import ClipScorer, GreenShade
-from clip_shaded.views import MAX_WEIGHTS, ExactViews, changed_rect, changed_rects, crop_offsets, pillow_pass, resized_size
+from clip_shaded.views import MAX_WEIGHTS, ExactViews, changed_rects, crop_offsets, pillow_pass, resized_size
 
 
 class Shade(GreenShade):
@@ -34,6 +36,16 @@ class Anywhere(GreenShade):
     """GreenShade that does not declare where it draws: the scorer keeps the full exact path."""
 
     draws_within_box = None
+
+
+def changed_rect(box, margin, width, height):
+    """:func:`changed_rects` for one box, written out with Python's math (the check of the vectorised one)."""
+    grow = margin + 1
+    x0 = min(max(math.floor(box.x) - grow, 0), width - 1)
+    y0 = min(max(math.floor(box.y) - grow, 0), height - 1)
+    x1 = min(max(math.ceil(box.x + box.w) + grow, x0 + 1), width)
+    y1 = min(max(math.ceil(box.y + box.h) + grow, y0 + 1), height)
+    return x0, y0, x1, y1
 
 
 def reference(views, size):
@@ -113,7 +125,7 @@ def test_green_shade_draws_within_its_boxes():
         box = Box(*(float(v) for v in rng.uniform([-w, -h, 0, 0], [2 * w, 2 * h, w, h])))
         prompter = GreenShade(GreenShade.Options(alpha=float(rng.uniform(0, 1)), outline=int(rng.integers(0, 5))))
         (view,) = prompter.render(image, [box])
-        x0, y0, x1, y1 = changed_rect(box, 0, w, h)
+        x0, y0, x1, y1 = changed_rects([box], 0, w, h)[0].tolist()
         outside = np.ones((h, w), bool)
         outside[y0:y1, x0:x1] = False
         assert np.array_equal(np.asarray(view)[outside], np.asarray(image)[outside])
@@ -132,8 +144,8 @@ def test_geometry_follows_torchvision():
 def test_changed_rect_covers_any_rounding_and_stays_in_the_image():
     for box, rect in [(Box(2.5, 3.5, 4, 0.01), (1, 2, 8, 5)), (Box(500, -50, 10, 10), (99, 0, 100, 1)),
                       (Box(-20, 40, 5, 500), (0, 39, 1, 100))]:
-        assert changed_rect(box, 0, 100, 100) == rect
-    assert changed_rect(Box(10, 10, 5, 5), 3, 100, 100) == (6, 6, 19, 19)
+        assert tuple(changed_rects([box], 0, 100, 100)[0].tolist()) == rect
+    assert tuple(changed_rects([Box(10, 10, 5, 5)], 3, 100, 100)[0].tolist()) == (6, 6, 19, 19)
     rng = np.random.default_rng(3)
     boxes = [Box(*(float(v) for v in rng.uniform([-50, -50, 0, 0], [150, 150, 80, 80]))) for _ in range(300)]
     boxes += [Box(3.0, 4.0, 0.0, 0.0), Box(99.5, 99.5, 0.2, 0.2), Box(-0.5, 2.5, 1.5, 0.5)]

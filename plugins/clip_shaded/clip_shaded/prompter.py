@@ -17,13 +17,13 @@ if TYPE_CHECKING:
 LIMEGREEN = (50, 205, 50)
 
 
-def pixel_bounds(b: Box, width: int, height: int) -> tuple[int, int, int, int]:
-    """Box -> half-open pixel rectangle [x0, x1) x [y0, y1), clipped to the image, at least 1 px."""
-    x0 = min(max(int(round(b.x)), 0), width - 1)
-    y0 = min(max(int(round(b.y)), 0), height - 1)
-    x1 = min(max(int(round(b.x + b.w)), x0 + 1), width)
-    y1 = min(max(int(round(b.y + b.h)), y0 + 1), height)
-    return x0, y0, x1, y1
+def pixel_bounds(boxes: Sequence[Box], width: int, height: int) -> np.ndarray:
+    """Boxes -> half-open pixel rectangles [x0, x1) x [y0, y1), ``[N, 4]`` int64: corners rounded half
+    to even, clipped to the image, at least 1 px."""
+    xywh = as_array(boxes).reshape(-1, 4)
+    lo = np.clip(np.rint(xywh[:, :2]), 0, (width - 1, height - 1))
+    hi = np.minimum(np.maximum(np.rint(xywh[:, :2] + xywh[:, 2:]), lo + 1), (width, height))
+    return np.concatenate([lo, hi], 1).astype(np.int64)
 
 
 class GreenShade(Prompter):
@@ -50,6 +50,7 @@ class GreenShade(Prompter):
 
     def __init__(self, options: Options | None = None) -> None:
         super().__init__(options)
+        self._tint = np.asarray(self.options.colour, dtype=np.float32) * self.options.alpha  # float32, as numpy computes it
         if self.options.style == "seed":  # JPEG views: made on the full image only, and changed everywhere
             self.renders_resized = False
             self.renders_tensor = False
@@ -78,28 +79,24 @@ class GreenShade(Prompter):
             return []
         base = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         h, w = base.shape[:2]
-        o = self.options
-        t, keep = o.outline, 1 - o.alpha
-        colour = np.asarray(o.colour, dtype=np.float32)
-        tint, solid = colour * o.alpha, colour.astype(np.uint8)
-        # pixel_bounds for every box (as corners lo, hi), then the box and its inside (within the
-        # outline) cut to each window, the box relative to the window
-        xywh = as_array(boxes)
-        lo = np.clip(np.rint(xywh[:, :2]), 0, (w - 1, h - 1))
-        hi = np.minimum(np.maximum(np.rint(xywh[:, :2] + xywh[:, 2:]), lo + 1), (w, h))
-        win = np.array(windows, dtype=np.float64).reshape(-1, 4)
+        t = self.options.outline
+        # each box's pixel bounds (corners lo, hi), then the box and its inside (within the outline)
+        # cut to each window, the box relative to the window
+        bounds = pixel_bounds(boxes, w, h)
+        lo, hi = bounds[:, :2], bounds[:, 2:]
+        win = np.array(windows, dtype=np.int64).reshape(-1, 4)
         w_lo, w_hi = win[:, :2], win[:, 2:]
         cuts = np.concatenate([np.maximum(lo, w_lo) - w_lo, np.minimum(hi, w_hi) - w_lo,
-                               np.maximum(lo + t, w_lo), np.minimum(hi - t, w_hi)], 1).astype(np.int64).tolist()
+                               np.maximum(lo + t, w_lo), np.minimum(hi - t, w_hi)], 1).tolist()
         fill = np.empty((max(y1 - y0 for _, y0, _, y1 in windows), max(x1 - x0 for x0, _, x1, _ in windows), 3), np.uint8)
-        fill[:] = solid  # copied from, which is faster than broadcasting the colour into each box
+        fill[:] = self.options.colour  # copied from, which is faster than broadcasting the colour into each box
         patches = []
         for (wx0, wy0, wx1, wy1), (ax0, ay0, ax1, ay1, ix0, iy0, ix1, iy1) in zip(windows, cuts):
             patch = base[wy0:wy1, wx0:wx1].copy()
             if t and ax0 < ax1 and ay0 < ay1:  # the outline: the box filled with the colour, its inside then blended over it
                 patch[ay0:ay1, ax0:ax1] = fill[: ay1 - ay0, : ax1 - ax0]
             if ix0 < ix1 and iy0 < iy1:
-                patch[iy0 - wy0 : iy1 - wy0, ix0 - wx0 : ix1 - wx0] = np.rint(base[iy0:iy1, ix0:ix1] * keep + tint).astype(np.uint8)
+                patch[iy0 - wy0 : iy1 - wy0, ix0 - wx0 : ix1 - wx0] = self._blend(base[iy0:iy1, ix0:ix1])
             patches.append(patch)
         return patches
 
@@ -137,6 +134,10 @@ class GreenShade(Prompter):
         inner = rect_masks(x0 + t, y0 + t, x1 - t, y1 - t, h, w) if t else box
         return torch.where(inner, blended[index], torch.where(box, solid, images[index]))
 
+    def _blend(self, pixels: np.ndarray) -> np.ndarray:
+        """``pixels`` (uint8) blended with the colour at ``alpha``: float64 sums rounded half to even."""
+        return np.rint(pixels * (1 - self.options.alpha) + self._tint).astype(np.uint8)
+
     def _shade_all(self, image: np.ndarray, boxes: Sequence[Box], t: int, out: np.ndarray | None = None) -> np.ndarray:
         """Every box on its own copy of ``image`` (H x W x 3 uint8): the box blended with the colour at
         ``alpha``, and a ``t``-pixel outline drawn inside it. A blended pixel depends only on the
@@ -147,15 +148,13 @@ class GreenShade(Prompter):
         views = np.empty((len(boxes), h, w, 3), dtype=np.uint8) if out is None else out
         if not len(boxes):
             return views
-        a = self.options.alpha
-        colour = np.asarray(self.options.colour, dtype=np.float32)
-        bounds = [pixel_bounds(b, w, h) for b in boxes]
-        left, top = min(b[0] for b in bounds), min(b[1] for b in bounds)  # blend only where some box is
-        right, bottom = max(b[2] for b in bounds), max(b[3] for b in bounds)
-        blended = np.rint(image[top:bottom, left:right] * (1 - a) + colour * a).astype(np.uint8)
-        solid = colour.astype(np.uint8)
+        bounds = pixel_bounds(boxes, w, h)
+        left, top = bounds[:, :2].min(0).tolist()  # blend only where some box is
+        right, bottom = bounds[:, 2:].max(0).tolist()
+        blended = self._blend(image[top:bottom, left:right])
+        solid = np.asarray(self.options.colour, dtype=np.uint8)
         views[:] = image
-        for view, (x0, y0, x1, y1) in zip(views, bounds):
+        for view, (x0, y0, x1, y1) in zip(views, bounds.tolist()):
             if t:
                 view[y0:y1, x0:x1] = solid
                 x0, y0, x1, y1 = x0 + t, y0 + t, x1 - t, y1 - t

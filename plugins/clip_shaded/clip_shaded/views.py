@@ -61,21 +61,12 @@ def crop_offsets(width: int, height: int, size: int) -> tuple[int, int]:
     return int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
 
 
-def changed_rect(box: Box, margin: int, width: int, height: int) -> tuple[int, int, int, int]:
-    """The pixels ``[x0, x1) x [y0, y1)`` a view of ``box`` may change when its prompter declares
-    ``draws_within_box = margin``: the box rounded outwards and grown by ``margin`` and one more
-    pixel (for the prompter's own rounding, and its at-least-one-pixel boxes), clipped to the image,
-    and at least the image's pixel nearest the box (where a prompter draws a box outside the image)."""
-    grow = margin + 1
-    x0 = min(max(math.floor(box.x) - grow, 0), width - 1)
-    y0 = min(max(math.floor(box.y) - grow, 0), height - 1)
-    x1 = min(max(math.ceil(box.x + box.w) + grow, x0 + 1), width)
-    y1 = min(max(math.ceil(box.y + box.h) + grow, y0 + 1), height)
-    return x0, y0, x1, y1
-
-
 def changed_rects(boxes: Sequence[Box], margin: int, width: int, height: int) -> np.ndarray:
-    """:func:`changed_rect` of every box, ``[N, 4]`` int64."""
+    """The pixels ``[x0, x1) x [y0, y1)`` (``[N, 4]`` int64) each box's view may change when its
+    prompter declares ``draws_within_box = margin``: the box rounded outwards and grown by ``margin``
+    and one more pixel (for the prompter's own rounding, and its at-least-one-pixel boxes), clipped
+    to the image, and at least the image's pixel nearest the box (where a prompter draws a box
+    outside the image)."""
     x, y, w, h = as_array(boxes).T
     grow = margin + 1
     x0 = np.minimum(np.maximum(np.floor(x) - grow, 0), width - 1)
@@ -260,7 +251,7 @@ class ExactViews:
         (nothing written) where this image's size keeps the reference path.
 
         ``image`` is RGB, and ``prompter`` declares ``draws_within_box``: its views equal the image
-        outside :func:`changed_rect`. The views' pixels come from its ``render_windows``."""
+        outside :func:`changed_rects`. The views' pixels come from its ``render_windows``."""
         width, height = image.size
         geo = self.geometry(width, height)
         if geo is None:
