@@ -43,7 +43,7 @@ def mask_rle(segmentation: Any, height: int, width: int, where: str) -> Rle:
             coords = np.asarray(poly, dtype=np.float64) if numeric else np.array([np.nan])
             if not np.isfinite(coords).all():
                 raise RefbenchError(f"{where}: polygon {i} has a non-numeric or non-finite coordinate", fix)
-            polygons.append(coords.tolist())
+            polygons.append(coords)  # pycocotools takes float64 arrays as they are
         return _compact(coco_mask.merge(coco_mask.frPyObjects(polygons, height, width)))
     if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
         size = segmentation["size"]

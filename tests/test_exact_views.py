@@ -138,7 +138,9 @@ def test_geometry_follows_torchvision():
             assert resized_size(w, h, size) == resized.size
             left, top = crop_offsets(*resized.size, size)
             assert transforms.CenterCrop(size)(resized).size == (size, size)
-            assert (left, top) == (int(round((resized.width - size) / 2.0)), int(round((resized.height - size) / 2.0)))
+            noise = Image.fromarray(np.random.default_rng(w + h).integers(0, 256, (resized.height, resized.width, 3), dtype=np.uint8))
+            assert np.array_equal(np.asarray(transforms.CenterCrop(size)(noise)),
+                                  np.asarray(noise)[top : top + size, left : left + size])  # the crop torchvision takes
 
 
 def test_changed_rect_covers_any_rounding_and_stays_in_the_image():

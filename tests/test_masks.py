@@ -76,7 +76,7 @@ def test_rle_total_reads_pycocotools_strings_and_refuses_broken_ones():
         counts = coco_mask.encode(np.asfortranarray(m))["counts"]
         assert rle_total(counts) == h * w
         assert rle_total(counts[:-1] + b"\x7f") is None  # a character out of the alphabet
-    assert rle_total(b"zzzz") != 64 * 64  # pycocotools decodes this without complaint; the total shows it is not a 64x64 mask
+    assert rle_total(b"zzzz") is None  # pycocotools decodes this without complaint; its characters are out of the alphabet
 
 
 @pytest.mark.parametrize("segmentation, message", [
@@ -302,7 +302,12 @@ def test_fgvp_draws_at_a_short_side_of_384():
 # ---------------------------------------------------------------- a run
 
 
-def test_mask_prompters_run_on_gt_and_detection_masks(synth_root, tmp_path, write_config):
+def test_mask_prompters_run_on_gt_and_detection_masks(synth_root, tmp_path, write_config, monkeypatch):
+    import visual_prompts.masks as drawn
+
+    decoded = []
+    decode = drawn.decode_mask
+    monkeypatch.setattr(drawn, "decode_mask", lambda rle: decoded.append(rle) or decode(rle))
     for proposer in ("{plugin: gt, masks: true}",
                      f"{{plugin: detections, path: {synth_root}/dets/synthref_unc_dets.json, "
                      f"masks: {synth_root}/dets/synthref_unc_masks.json}}"):
@@ -311,5 +316,7 @@ def test_mask_prompters_run_on_gt_and_detection_masks(synth_root, tmp_path, writ
         run = run_benchmark(load_config(config), Store(tmp_path / "r"))
         record = read_record(run.dir)
         assert set(record["metrics"]) >= {"mask_shade", "blur_reverse_mask", "grayscale_reverse_mask"}
+        assert len(decoded) == 3 * record["sessions"][0]["views"] > 0  # each of the three prompters drew every candidate from its mask
+        decoded.clear()
         if "gt" in proposer:  # every annotated box is a candidate: the truth is always among them
             assert all(m["upper_bound"] == 100.0 for k, m in record["metrics"].items())

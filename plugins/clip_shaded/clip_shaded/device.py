@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from refbench import Box, Prompter, RefbenchError, join_tensors
+from refbench import Box, Prompter, RefbenchError, as_array, join_tensors
 
 from .views import crop_offsets, resized_size
 
@@ -54,7 +54,7 @@ class DeviceViews:
         rgb = np.array(image if image.mode == "RGB" else image.convert("RGB"))  # H x W x 3, owned and writable
         pixels = torch.from_numpy(rgb.reshape(-1))
         return cls(pixels, np.array([rgb.shape[:2]], dtype=np.int64), np.array([0, pixels.numel()], dtype=np.int64),
-                   np.zeros(len(boxes), dtype=np.int64), np.array([b.xywh for b in boxes], dtype=np.float64).reshape(-1, 4),
+                   np.zeros(len(boxes), dtype=np.int64), as_array(boxes).reshape(-1, 4),
                    prompter)
 
     def __len__(self) -> int:

@@ -327,7 +327,7 @@ def ellipse_ring_tensor(boxes: torch.Tensor, width: int, height: int, thickness:
     xs = torch.arange(width, device=boxes.device, dtype=torch.float64)
     dy = ys + 0.5 - cy[:, None]  # [N, H]
     dx = xs + 0.5 - cx[:, None]  # [N, W]
-    within = ((ys >= r0[:, None]) & (ys < r1[:, None]))[:, :, None] & ((xs >= c0[:, None]) & (xs < c1[:, None]))[:, None, :]
+    within = rect_masks(c0, r0, c1, r1, height, width)[:, 0]  # the bounds are whole numbers
 
     def squared(d: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         q = d / s[:, None]

@@ -15,7 +15,8 @@ The member's logits score only the whole phrase, so P(subject) is approximated b
 ``object: phrase``: the subject's probabilities with its own box left out), refined by the
 object's own superlatives. :func:`resolve` also takes ``score_text``, the probabilities of any
 text over the candidates, and then scores subjects and objects separately as ReCLIP does; the
-combinator passes none, since a combinator sees only its members' logits. Two additions to
+combinator passes it when the runner offers its member's scores for other texts
+(``request.score_texts``; option ``sub_phrases``). Two additions to
 ReCLIP's keywords: ``bottom``/``lower``/``upper`` as superlatives, and a ``near`` relation
 (``next to``, ``near``, ``beside``, ``by``, ``close to``), which ReCLIP reads as a plain text
 expansion: ``exp(-d / (near_scale * diagonal))`` of the centres' distance ``d``.
@@ -30,7 +31,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 from pydantic import Field
 
-from refbench import Box, Combinator, Options, ScoreRequest
+from refbench import Box, Combinator, Options, ScoreRequest, as_array
 
 # superlative / location word -> the ReCLIP relation whose soft count ranks candidates
 SUPERLATIVES: dict[str, str] = {
@@ -111,7 +112,7 @@ def relation_matrix(name: str, boxes: Sequence[Box], near_scale: float = 0.25,
     compare areas strictly (1 or 0; 0 on the diagonal), within is the fraction of box i's area
     inside box j. ``near``: ``exp(-d / (near_scale * diagonal))`` of the centres' distance, 0 on the
     diagonal (``diagonal``: the image's, default the boxes' hull's)."""
-    b = np.array([x.xywh for x in boxes], dtype=np.float64).reshape(-1, 4)
+    b = as_array(boxes).reshape(-1, 4)
     cx, cy, area = b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2, b[:, 2] * b[:, 3]
     if name == "left":
         return (cx[:, None] < cx[None, :]).astype(float)
