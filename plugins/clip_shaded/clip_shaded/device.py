@@ -6,12 +6,13 @@ on the model's device and resizes them there (:func:`resize_crop`), a few images
 at a time, so a worker hands over the image's bytes instead of ``len(boxes)`` rendered copies.
 
 The resize follows the exact path's ``Resize(size, BICUBIC)`` + ``CenterCrop(size)`` on a PIL
-image: Pillow resizes horizontally, rounds to 8 bits, then resizes vertically. torch's bicubic
-``interpolate`` with ``antialias=True`` uses Pillow's filter (Keys, a = -0.5, widened by the
-scale when reducing), so the same two passes with the same rounding between them land within a
-grey level of Pillow's fixed-point arithmetic almost everywhere (tests/test_device_views.py
-states the figures). The vertical pass runs only on the columns the crop keeps: a vertical pass
-maps each column on its own, so that is exact.
+image: Pillow resizes along one axis, rounds to 8 bits, then resizes along the other, horizontally
+first unless the height shrinks by more than twice as much as the width (:func:`vertical_first`).
+torch's bicubic ``interpolate`` with ``antialias=True`` uses Pillow's filter (Keys, a = -0.5,
+widened by the scale when reducing), so the same two passes in the same order with the same
+rounding between them land within a grey level of Pillow's fixed-point arithmetic almost
+everywhere (tests/test_device_views.py states the figures). The second pass runs only on the
+columns (or rows) the crop keeps: a pass maps each line across it on its own, so that is exact.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from PIL import Image
 
 from refbench import Box, Prompter, RefbenchError, as_array, join_tensors
 
-from .views import crop_offsets, resized_size
+from .views import crop_offsets, resized_size, vertical_first
 
 BUDGET = 1 << 26  # values of full-size views drawn and resized at once (256 MiB as float32)
 
@@ -119,17 +120,26 @@ def _rows(batch: DeviceViews) -> tuple:
 def resize_crop(views: torch.Tensor, size: int) -> torch.Tensor:
     """``[N, 3, H, W]`` uint8 views -> ``[N, 3, size, size]`` float32 (whole numbers 0..255): the
     shortest side to ``size`` (bicubic, antialiased), then the centre crop, as two passes rounded
-    to 8 bits like Pillow's (horizontal first)."""
+    to 8 bits in Pillow's order (:func:`vertical_first`); a pass whose axis keeps its size is
+    skipped, as Pillow skips it."""
     h, w = views.shape[-2:]
     rw, rh = resized_size(w, h, size)
     left, top = crop_offsets(rw, rh, size)
     x = views.float()
-    if rw != w:
-        x = F.interpolate(x, size=(h, rw), mode="bicubic", align_corners=False, antialias=True).clamp_(0, 255).round_()
+    if vertical_first(w, h, rw, rh):
+        x = _pass(x, (rh, w)) if rh != h else x
+        x = x[..., top : top + size, :]  # the horizontal pass maps each row on its own: only the kept ones
+        x = _pass(x, (size, rw)) if rw != w else x
+        return x[..., left : left + size]
+    x = _pass(x, (h, rw)) if rw != w else x
     x = x[..., left : left + size]  # the vertical pass maps each column on its own: only the kept ones
-    if rh != h:
-        x = F.interpolate(x, size=(rh, size), mode="bicubic", align_corners=False, antialias=True).clamp_(0, 255).round_()
+    x = _pass(x, (rh, size)) if rh != h else x
     return x[..., top : top + size, :]
+
+
+def _pass(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """One of Pillow's passes: bicubic (antialiased when reducing) to ``size``, rounded to 8 bits."""
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True).clamp_(0, 255).round_()
 
 
 def draw(batch: DeviceViews, size: int, out: torch.Tensor | None = None, budget: int = BUDGET) -> torch.Tensor:

@@ -61,6 +61,13 @@ def crop_offsets(width: int, height: int, size: int) -> tuple[int, int]:
     return int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
 
 
+def vertical_first(width: int, height: int, new_width: int, new_height: int) -> bool:
+    """Whether Pillow's ``Image.resize`` from ``width x height`` runs its vertical pass first: when the
+    height shrinks by more than twice as much as the width (``ImagingResampleInner``'s
+    ``horizontal_first``, negated)."""
+    return 0 < height - new_height and 2 * (width - new_width) < height - new_height
+
+
 def changed_rects(boxes: Sequence[Box], margin: int, width: int, height: int) -> np.ndarray:
     """The pixels ``[x0, x1) x [y0, y1)`` (``[N, 4]`` int64) each box's view may change when its
     prompter declares ``draws_within_box = margin``: the box rounded outwards and grown by ``margin``
@@ -229,7 +236,7 @@ class ExactViews:
             sums = np.einsum("oi,yic->yoc", k.weights, strip.astype(np.float64)) + 0.5
             if not np.array_equal(np.clip(sums, 0.0, 255.5).astype(np.uint8), want):
                 return None
-        flip = 0 < height - rh and 2 * (width - rw) < height - rh  # ImagingResampleInner's horizontal_first, negated
+        flip = vertical_first(width, height, rw, rh)
         first, second = (down, across) if flip else (across, down)
         noise = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         want = np.asarray(Image.fromarray(noise).resize((rw, rh), BICUBIC))
