@@ -17,7 +17,8 @@ from refbench.run import build, run_benchmark
 from refbench.synth import SynthSpec, generate
 
 from clip_shaded import ClipScorer, GreenShade
-from clip_shaded.device import DeviceViews, draw, resize_crop
+from clip_shaded.device import DeviceViews, draw, first_pass_vertical, resize_crop
+from clip_shaded.views import ExactViews, pillow_order
 from visual_prompts.prompters import Blur, CptShade, GrayscaleOutside, RedCircle
 
 from conftest import REPO, bench_yaml
@@ -79,9 +80,13 @@ def test_tensor_views_are_the_pil_views_bit_for_bit(name):
 def _exact(prompter, image, boxes, size):
     """The exact path's definition: render on the full image, then ``CenterCrop(Resize(size, BICUBIC))``
     (the clip scorer's ``views: exact``; ExactViews is bit-identical to it, see test_exact_views.py)."""
-    resize = transforms.Compose([transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
-                                 transforms.CenterCrop(size)])
+    resize = _resize(size)
     return torch.stack([torch.from_numpy(np.array(resize(v))).permute(2, 0, 1) for v in prompter.render(image, boxes)])
+
+
+def _resize(size):
+    return transforms.Compose([transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+                               transforms.CenterCrop(size)])
 
 
 @pytest.fixture(scope="module")
@@ -120,21 +125,65 @@ def test_device_views_are_within_grey_levels_of_exact_views(name, size, pictures
 
 
 # Measured (|resize_crop - Pillow| over every pixel, a SynthRef picture stretched to each size): max 0-1,
-# mean 0.0000-0.0015 grey levels. Pillow resizes pictures whose height shrinks by more than twice as
-# much as their width vertically first (here the first three at 64 px); resized horizontally first,
-# as the others, those measured max 1-2, mean 0.088-0.112 (one pixel in ten a grey level off).
-@pytest.mark.parametrize("w, h", [(150, 400), (100, 330), (120, 250), (400, 150), (90, 171), (40, 300)])
-@pytest.mark.parametrize("size", [64, 224])
-def test_device_resize_takes_pillows_passes_in_pillows_order(synth_root, w, h, size):
+# mean 0.0000-0.0015 grey levels. Pillow 13 resizes pictures whose height loses more than twice as many
+# pixels as their width vertically first (`vertical`); resized horizontally first, as the others, those
+# four measured max 1-2, mean 0.088-0.112 at 64 px (one pixel in ten a grey level off), 0.016 at 224.
+SIZES = [(150, 400, 64, True), (100, 330, 64, True), (120, 250, 64, True), (300, 700, 224, True),
+         (400, 150, 64, False), (90, 171, 64, False), (40, 300, 64, False), (150, 400, 224, False),
+         (400, 150, 224, False), (90, 171, 224, False), (40, 300, 224, False)]
+
+
+@pytest.mark.parametrize("w, h, size, vertical", SIZES)
+def test_device_resize_takes_pillows_passes_in_pillows_order(synth_root, w, h, size, vertical):
+    assert first_pass_vertical(w, h, size) is vertical
     path = sorted((synth_root / "images").glob("*.jpg"))[0]
     image = Image.open(path).convert("RGB").resize((w, h), Image.Resampling.BILINEAR)
-    resize = transforms.Compose([transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
-                                 transforms.CenterCrop(size)])
-    want = torch.from_numpy(np.array(resize(image))).permute(2, 0, 1).float()
+    want = torch.from_numpy(np.array(_resize(size)(image))).permute(2, 0, 1).float()
     got = resize_crop(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None], size)[0]
     diff = (got - want).abs()
     print(f"{w}x{h} at {size} px: max {diff.max():.0f}, mean {diff.mean():.4f} grey levels")
     assert diff.max() <= 1 and diff.mean() <= 0.005
+
+
+def test_the_order_of_passes_is_the_installed_pillows(synth_root, monkeypatch):
+    """Pillow 13 resizes tall images vertically first, earlier Pillows horizontally. An earlier Pillow
+    is made here from this one's single passes (an axis that keeps its size is skipped): both the
+    exact path and the device path then take its order."""
+    path = sorted((synth_root / "images").glob("*.jpg"))[0]
+    image = Image.open(path).convert("RGB").resize((150, 400), Image.Resampling.BILINEAR)
+    views = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
+    prompter, boxes = GreenShade(), [Box(20, 30, 60, 200), Box(0, 0, 150, 400), Box(100, 350, 50, 50)]
+    assert pillow_order(150, 400, 64) is True and first_pass_vertical(150, 400, 64)
+    assert pillow_order(400, 150, 64) is False and not first_pass_vertical(400, 150, 64)
+    assert pillow_order(40, 300, 64) is False  # grows: horizontally first
+    real = Image.Image.resize
+
+    def horizontal_first(self, size, resample=None, box=None, reducing_gap=None):
+        return real(real(self, (size[0], self.height), resample), size, resample)
+
+    pillow_order.cache_clear()
+    monkeypatch.setattr(Image.Image, "resize", horizontal_first)
+    try:
+        assert pillow_order(150, 400, 64) is False and not first_pass_vertical(150, 400, 64)
+        want = _exact(prompter, image, boxes, 64)
+        exact = ExactViews(64)
+        assert exact.geometry(150, 400).flip is False
+        got = np.empty((len(boxes), 3, 64, 64), np.uint8)
+        assert exact.write(image, boxes, prompter, got) and np.array_equal(got, want.numpy())
+        plain = torch.from_numpy(np.array(_resize(64)(image))).permute(2, 0, 1).float()
+        assert (resize_crop(views, 64)[0] - plain).abs().mean() <= 0.005
+        # a Pillow that neither order reproduces (another filter): the exact path declines the size,
+        # and the device path keeps Pillow 13's order
+        monkeypatch.setattr(Image.Image, "resize", lambda self, size, resample=None, box=None, reducing_gap=None:
+                            real(self, size, Image.Resampling.BILINEAR))
+        pillow_order.cache_clear()
+        assert pillow_order(150, 400, 64) is None and first_pass_vertical(150, 400, 64)
+        assert ExactViews(64).geometry(150, 400) is None
+    finally:
+        monkeypatch.undo()
+        pillow_order.cache_clear()
+    plain = torch.from_numpy(np.array(_resize(64)(image))).permute(2, 0, 1).float()
+    assert (resize_crop(views, 64)[0] - plain).abs().mean() <= 0.005  # this Pillow's order again
 
 
 def test_prepared_batches_slice_by_view_and_store_each_image_once(pictures):

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import PIL
 import pytest
 import torch
 from PIL import Image
@@ -62,6 +63,9 @@ def region_only(exact, image, boxes, prompter):
     return out.numpy().transpose(0, 2, 3, 1)
 
 
+PILLOW_13 = int(PIL.__version__.split(".")[0]) >= 13
+
+
 def border_boxes(w, h):
     """Boxes on every border and corner, the whole image, outside it, and thin and sub-pixel ones."""
     return [Box(0, 0, w / 3, h / 3), Box(2 * w / 3, 2 * h / 3, w / 3, h / 3),  # top-left, bottom-right corners
@@ -99,9 +103,10 @@ def test_region_only_views_are_bit_identical_to_the_full_path(size):
             assert np.array_equal(got, reference(prompter.render(image, boxes), size)), (w, h, size, type(prompter).__name__)
         geometry = exact.geometry(w, h)
         assert geometry is not None  # every other size here takes the region-only path
-        assert geometry.flip == (0 < h - rh and 2 * (w - rw) < h - rh)  # Pillow's order
+        if PILLOW_13:  # its order: vertical first when the height loses more than twice as many pixels as the width
+            assert geometry.flip == (0 < h - rh and 2 * (w - rw) < h - rh)
         orders.add(geometry.flip)
-    assert orders == {False, True} or size == 2  # both orders of passes are exercised
+    assert orders == {False, True} or size == 2 or not PILLOW_13  # both orders of passes are exercised
 
 
 def test_boxes_on_a_grid_of_positions_and_scales():

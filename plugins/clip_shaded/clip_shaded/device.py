@@ -6,13 +6,13 @@ on the model's device and resizes them there (:func:`resize_crop`), a few images
 at a time, so a worker hands over the image's bytes instead of ``len(boxes)`` rendered copies.
 
 The resize follows the exact path's ``Resize(size, BICUBIC)`` + ``CenterCrop(size)`` on a PIL
-image: Pillow resizes along one axis, rounds to 8 bits, then resizes along the other, horizontally
-first unless the height shrinks by more than twice as much as the width (:func:`vertical_first`).
-torch's bicubic ``interpolate`` with ``antialias=True`` uses Pillow's filter (Keys, a = -0.5,
-widened by the scale when reducing), so the same two passes in the same order with the same
-rounding between them land within a grey level of Pillow's fixed-point arithmetic almost
-everywhere (tests/test_device_views.py states the figures). The second pass runs only on the
-columns (or rows) the crop keeps: a pass maps each line across it on its own, so that is exact.
+image: Pillow resizes along one axis, rounds to 8 bits, then resizes along the other, in the
+order :func:`first_pass_vertical` gives. torch's bicubic ``interpolate`` with ``antialias=True``
+uses Pillow's filter (Keys, a = -0.5, widened by the scale when reducing), so the same two
+passes in the same order with the same rounding between them land within a grey level of
+Pillow's fixed-point arithmetic almost everywhere (tests/test_device_views.py states the
+figures). The second pass runs only on the columns (or rows) the crop keeps: a pass maps each
+line across it on its own, so that is exact.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from PIL import Image
 
 from refbench import Box, Prompter, RefbenchError, as_array, join_tensors
 
-from .views import crop_offsets, resized_size, vertical_first
+from .views import crop_offsets, pillow_order, resized_size, vertical_first
 
 BUDGET = 1 << 26  # values of full-size views drawn and resized at once (256 MiB as float32)
 
@@ -120,13 +120,13 @@ def _rows(batch: DeviceViews) -> tuple:
 def resize_crop(views: torch.Tensor, size: int) -> torch.Tensor:
     """``[N, 3, H, W]`` uint8 views -> ``[N, 3, size, size]`` float32 (whole numbers 0..255): the
     shortest side to ``size`` (bicubic, antialiased), then the centre crop, as two passes rounded
-    to 8 bits in Pillow's order (:func:`vertical_first`); a pass whose axis keeps its size is
+    to 8 bits in Pillow's order (:func:`first_pass_vertical`); a pass whose axis keeps its size is
     skipped, as Pillow skips it."""
     h, w = views.shape[-2:]
     rw, rh = resized_size(w, h, size)
     left, top = crop_offsets(rw, rh, size)
     x = views.float()
-    if vertical_first(w, h, rw, rh):
+    if first_pass_vertical(w, h, size):
         x = _pass(x, (rh, w)) if rh != h else x
         x = x[..., top : top + size, :]  # the horizontal pass maps each row on its own: only the kept ones
         x = _pass(x, (size, rw)) if rw != w else x
@@ -135,6 +135,17 @@ def resize_crop(views: torch.Tensor, size: int) -> torch.Tensor:
     x = x[..., left : left + size]  # the vertical pass maps each column on its own: only the kept ones
     x = _pass(x, (rh, size)) if rh != h else x
     return x[..., top : top + size, :]
+
+
+def first_pass_vertical(width: int, height: int, size: int) -> bool:
+    """Whether Pillow resizes a ``width x height`` image to ``size`` (shortest side) vertically first.
+    Every Pillow resizes horizontally first where Pillow 13's rule (:func:`vertical_first`) does;
+    where the rule says vertically (the height loses more than twice as many pixels as the width),
+    the installed Pillow is asked once per image size (:func:`pillow_order`; older ones go
+    horizontally), and the rule stands where it cannot tell."""
+    if not vertical_first(width, height, *resized_size(width, height, size)):
+        return False
+    return pillow_order(width, height, size) is not False
 
 
 def _pass(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -23,9 +23,11 @@ arithmetic as Pillow:
 - each pass ends as Pillow's does, in ``clip8``: ``floor(sum + 1/2)`` clipped to 0..255.
 
 Whether that reproduces the installed Pillow is checked once per image size (see
-:meth:`ExactViews._check`): each pass alone on noise strips, then both, in the order Pillow's
-rule gives, on output blocks of a noise image of that size, against ``Image.resize``. A size
-that fails (another Pillow), whose coefficients lie within 2^-26 of a rounding step (where a
+:meth:`ExactViews._check`): each pass alone on noise strips, then both, in whichever order
+reproduces Pillow (:func:`pillow_order`: Pillow 13 runs the vertical pass first for images whose
+height loses more than twice as many pixels as their width, earlier Pillows the horizontal one),
+on output blocks of a noise image of that size, against ``Image.resize``. A size that fails
+(another Pillow's arithmetic), whose coefficients lie within 2^-26 of a rounding step (where a
 platform's float arithmetic, e.g. a fused multiply-add, could round Pillow's the other way), or
 whose passes would need dense matrices over ``MAX_WEIGHTS`` entries keeps the reference path.
 """
@@ -62,9 +64,10 @@ def crop_offsets(width: int, height: int, size: int) -> tuple[int, int]:
 
 
 def vertical_first(width: int, height: int, new_width: int, new_height: int) -> bool:
-    """Whether Pillow's ``Image.resize`` from ``width x height`` runs its vertical pass first: when the
-    height shrinks by more than twice as much as the width (``ImagingResampleInner``'s
-    ``horizontal_first``, negated)."""
+    """Whether Pillow 13's ``Image.resize`` from ``width x height`` runs its vertical pass first: when
+    the height loses more than twice as many pixels as the width. Earlier Pillows run the horizontal
+    pass first (12.2 the vertical one for images over 100 times taller than wide);
+    :func:`pillow_order` asks the installed one."""
     return 0 < height - new_height and 2 * (width - new_width) < height - new_height
 
 
@@ -192,6 +195,40 @@ class Geometry:
     second: Pass
 
 
+@lru_cache(maxsize=4096)
+def pillow_order(width: int, height: int, size: int) -> bool | None:
+    """Whether the installed Pillow's ``Image.resize`` of a ``width x height`` image to
+    :func:`resized_size` runs its vertical pass first, found by computing output blocks at the
+    corners and the centre of a noise image of that size with :func:`pillow_pass`, in each order
+    (:func:`vertical_first`'s first), and comparing them with Pillow's (cheap for any size: the
+    blocks are computed as views' are). None: neither order reproduces Pillow, or the passes are
+    too long for dense matrices (``MAX_WEIGHTS``)."""
+    rw, rh = resized_size(width, height, size)
+    if max(width * rw, height * rh) > MAX_WEIGHTS:
+        return None
+    across, down = pillow_pass(width, rw), pillow_pass(height, rh)
+    noise = np.random.default_rng(width * 65536 + height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    want = np.asarray(Image.fromarray(noise).resize((rw, rh), BICUBIC))  # [y, x, 3]
+
+    def matches(flip: bool) -> bool:
+        first, second = (down, across) if flip else (across, down)
+        pixels = noise.transpose(1, 2, 0) if flip else noise.transpose(0, 2, 1)  # [v, 3, u]
+        n_u, n_v = first.weights.shape[0], second.weights.shape[0]  # outputs along u and v
+        for a in {0, max(n_u // 2 - 16, 0), max(n_u - 32, 0)}:
+            for b in {0, max(n_v // 2 - 16, 0), max(n_v - 32, 0)}:
+                ou, ov = slice(a, min(a + 32, n_u)), slice(b, min(b + 32, n_v))
+                u = slice(int(first.first[ou.start]), int(first.end[ou.stop - 1]))
+                v = slice(int(second.first[ov.start]), int(second.end[ov.stop - 1]))
+                got = _resize(pixels[v, :, u], first, second, u, v, ou, ov).astype(np.uint8)  # [ov, 3, ou]
+                block = want[ou, ov] if flip else want[ov, ou]
+                if not np.array_equal(got.transpose(2, 0, 1) if flip else got.transpose(0, 2, 1), block):
+                    return False
+        return True
+
+    rule = vertical_first(width, height, rw, rh)
+    return next((flip for flip in (rule, not rule) if matches(flip)), None)
+
+
 class ExactViews:
     """Writes views bit-identical to ``CenterCrop(size)(Resize(size, BICUBIC)(view))`` for prompters
     that declare ``draws_within_box`` (see the module's docstring)."""
@@ -217,12 +254,11 @@ class ExactViews:
 
     def _check(self, width: int, height: int) -> bool | None:
         """Whether this size takes the vertical pass first, as the installed Pillow's ``Image.resize``
-        does; None: keep the reference path. The order is Pillow's rule (vertical first when the
-        height shrinks by more than twice as much as the width), checked: each pass alone on noise
-        strips 3 pixels thick (Pillow then runs only that pass), every output of it; then both passes
-        on output blocks at the corners and the centre of a noise image of this size (cheap for any
-        size: the blocks are computed as views' are). Sizes whose passes are too long for a dense
-        matrix, or whose coefficients lie near a rounding step, keep the reference path."""
+        does; None: keep the reference path. Each pass alone must reproduce Pillow on noise strips 3
+        pixels thick (Pillow then runs only that pass), every output of it; then both passes, in the
+        order :func:`pillow_order` finds, on output blocks of a noise image of this size. Sizes whose
+        passes are too long for a dense matrix, or whose coefficients lie near a rounding step, keep
+        the reference path."""
         rw, rh = resized_size(width, height, self.size)
         if max(width * rw, height * rh) > MAX_WEIGHTS:
             return None
@@ -236,22 +272,7 @@ class ExactViews:
             sums = np.einsum("oi,yic->yoc", k.weights, strip.astype(np.float64)) + 0.5
             if not np.array_equal(np.clip(sums, 0.0, 255.5).astype(np.uint8), want):
                 return None
-        flip = vertical_first(width, height, rw, rh)
-        first, second = (down, across) if flip else (across, down)
-        noise = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-        want = np.asarray(Image.fromarray(noise).resize((rw, rh), BICUBIC))
-        pixels = noise.transpose(1, 2, 0) if flip else noise.transpose(0, 2, 1)  # [v, 3, u]
-        n_u, n_v = first.weights.shape[0], second.weights.shape[0]  # outputs along u and v
-        for a in {0, max(n_u // 2 - 16, 0), max(n_u - 32, 0)}:
-            for b in {0, max(n_v // 2 - 16, 0), max(n_v - 32, 0)}:
-                ou, ov = slice(a, min(a + 32, n_u)), slice(b, min(b + 32, n_v))
-                u = slice(int(first.first[ou.start]), int(first.end[ou.stop - 1]))
-                v = slice(int(second.first[ov.start]), int(second.end[ov.stop - 1]))
-                got = _resize(pixels[v, :, u], first, second, u, v, ou, ov).astype(np.uint8)
-                block = want[ou, ov] if flip else want[ov, ou]  # want is [y, x, 3]; got is [ov, 3, ou]
-                if not np.array_equal(got.transpose(2, 0, 1) if flip else got.transpose(0, 2, 1), block):
-                    return None
-        return flip
+        return pillow_order(width, height, self.size)
 
     def write(self, image: Image.Image, boxes: Sequence[Box], prompter: Prompter, out: np.ndarray) -> bool:
         """``out[i]`` (``3 x size x size`` uint8) = the reference for the view of ``boxes[i]``; False
