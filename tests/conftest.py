@@ -3,11 +3,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import PIL
 import pytest
 
 from refbench.synth import SynthSpec, generate
 
 REPO = Path(__file__).resolve().parent.parent
+PILLOW_13 = int(PIL.__version__.split(".")[0]) >= 13  # resizes tall shrinking images vertically first
 TINY = SynthSpec(seed=3, images={"train": 48, "val": 12, "testA": 12, "testB": 12})
 
 

@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-import PIL
 import pytest
 import torch
 from PIL import Image
@@ -13,6 +12,8 @@ from refbench import Box, RefbenchError
 
 from clip_shaded import ClipScorer, GreenShade
 from clip_shaded.views import MAX_WEIGHTS, ExactViews, changed_rects, crop_offsets, pillow_pass, resized_size
+
+from conftest import PILLOW_13
 
 
 class Shade(GreenShade):
@@ -61,9 +62,6 @@ def region_only(exact, image, boxes, prompter):
     out = torch.zeros((len(boxes), 3, exact.size, exact.size), dtype=torch.uint8)
     assert exact.write(image, boxes, prompter, out.numpy())
     return out.numpy().transpose(0, 2, 3, 1)
-
-
-PILLOW_13 = int(PIL.__version__.split(".")[0]) >= 13
 
 
 def border_boxes(w, h):

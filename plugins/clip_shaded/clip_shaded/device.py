@@ -27,7 +27,7 @@ from PIL import Image
 
 from refbench import Box, Prompter, RefbenchError, as_array, join_tensors
 
-from .views import crop_offsets, pillow_order, resized_size, vertical_first
+from .views import crop_offsets, first_pass_vertical, resized_size
 
 BUDGET = 1 << 26  # values of full-size views drawn and resized at once (256 MiB as float32)
 
@@ -135,17 +135,6 @@ def resize_crop(views: torch.Tensor, size: int) -> torch.Tensor:
     x = x[..., left : left + size]  # the vertical pass maps each column on its own: only the kept ones
     x = _pass(x, (rh, size)) if rh != h else x
     return x[..., top : top + size, :]
-
-
-def first_pass_vertical(width: int, height: int, size: int) -> bool:
-    """Whether Pillow resizes a ``width x height`` image to ``size`` (shortest side) vertically first.
-    Every Pillow resizes horizontally first where Pillow 13's rule (:func:`vertical_first`) does;
-    where the rule says vertically (the height loses more than twice as many pixels as the width),
-    the installed Pillow is asked once per image size (:func:`pillow_order`; older ones go
-    horizontally), and the rule stands where it cannot tell."""
-    if not vertical_first(width, height, *resized_size(width, height, size)):
-        return False
-    return pillow_order(width, height, size) is not False
 
 
 def _pass(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -23,10 +23,10 @@ arithmetic as Pillow:
 - each pass ends as Pillow's does, in ``clip8``: ``floor(sum + 1/2)`` clipped to 0..255.
 
 Whether that reproduces the installed Pillow is checked once per image size (see
-:meth:`ExactViews._check`): each pass alone on noise strips, then both, in whichever order
-reproduces Pillow (:func:`pillow_order`: Pillow 13 runs the vertical pass first for images whose
-height loses more than twice as many pixels as their width, earlier Pillows the horizontal one),
-on output blocks of a noise image of that size, against ``Image.resize``. A size that fails
+:meth:`ExactViews._check`): each pass alone on noise strips, then both, in the installed
+Pillow's order (:func:`first_pass_vertical`: Pillow 13 runs the vertical pass first for images
+whose height loses more than twice as many pixels as their width; earlier Pillows the horizontal
+one, but for images over 100 times taller than wide from 12.2), on output blocks of a noise image of that size, against ``Image.resize``. A size that fails
 (another Pillow's arithmetic), whose coefficients lie within 2^-26 of a rounding step (where a
 platform's float arithmetic, e.g. a fused multiply-add, could round Pillow's the other way), or
 whose passes would need dense matrices over ``MAX_WEIGHTS`` entries keeps the reference path.
@@ -65,10 +65,40 @@ def crop_offsets(width: int, height: int, size: int) -> tuple[int, int]:
 
 def vertical_first(width: int, height: int, new_width: int, new_height: int) -> bool:
     """Whether Pillow 13's ``Image.resize`` from ``width x height`` runs its vertical pass first: when
-    the height loses more than twice as many pixels as the width. Earlier Pillows run the horizontal
-    pass first (12.2 the vertical one for images over 100 times taller than wide);
-    :func:`pillow_order` asks the installed one."""
+    the height loses more than twice as many pixels as the width. Pillow 12.1 and earlier run the
+    horizontal pass first; 12.2 and 12.3 the vertical one only for images over 100 times taller than
+    wide whose height shrinks. :func:`first_pass_vertical` asks the installed one."""
     return 0 < height - new_height and 2 * (width - new_width) < height - new_height
+
+
+@lru_cache(maxsize=4096)
+def pillow_order(width: int, height: int, size: int) -> bool | None:
+    """Whether the installed Pillow's ``Image.resize`` of a ``width x height`` image to
+    :func:`resized_size` runs its vertical pass first, found with Pillow's own single passes (a
+    resize that keeps one axis's size runs only the other axis's pass): a noise image resized along
+    one axis and then the other, each way round, against ``Image.resize``. None: neither way gives
+    Pillow's answer."""
+    rw, rh = resized_size(width, height, size)
+    rng = np.random.default_rng(width * 65536 + height)
+    noise = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    want = noise.resize((rw, rh), BICUBIC).tobytes()
+    rule = vertical_first(width, height, rw, rh)
+    for flip in (rule, not rule):
+        if noise.resize((width, rh) if flip else (rw, height), BICUBIC).resize((rw, rh), BICUBIC).tobytes() == want:
+            return flip
+    return None
+
+
+def first_pass_vertical(width: int, height: int, size: int) -> bool:
+    """Whether the installed Pillow resizes a ``width x height`` image to ``size`` (shortest side)
+    vertically first. Where Pillow 13's rule (:func:`vertical_first`) says horizontally, every
+    Pillow does: for a shortest-side resize, 12.2's condition (over 100 times taller than wide, the
+    height shrinking) makes the width shrink too and the height lose over 100 times as many pixels.
+    Elsewhere the installed Pillow is asked, once per image size (:func:`pillow_order`); the rule
+    stands where it cannot tell."""
+    if not vertical_first(width, height, *resized_size(width, height, size)):
+        return False
+    return pillow_order(width, height, size) is not False
 
 
 def changed_rects(boxes: Sequence[Box], margin: int, width: int, height: int) -> np.ndarray:
@@ -195,40 +225,6 @@ class Geometry:
     second: Pass
 
 
-@lru_cache(maxsize=4096)
-def pillow_order(width: int, height: int, size: int) -> bool | None:
-    """Whether the installed Pillow's ``Image.resize`` of a ``width x height`` image to
-    :func:`resized_size` runs its vertical pass first, found by computing output blocks at the
-    corners and the centre of a noise image of that size with :func:`pillow_pass`, in each order
-    (:func:`vertical_first`'s first), and comparing them with Pillow's (cheap for any size: the
-    blocks are computed as views' are). None: neither order reproduces Pillow, or the passes are
-    too long for dense matrices (``MAX_WEIGHTS``)."""
-    rw, rh = resized_size(width, height, size)
-    if max(width * rw, height * rh) > MAX_WEIGHTS:
-        return None
-    across, down = pillow_pass(width, rw), pillow_pass(height, rh)
-    noise = np.random.default_rng(width * 65536 + height).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    want = np.asarray(Image.fromarray(noise).resize((rw, rh), BICUBIC))  # [y, x, 3]
-
-    def matches(flip: bool) -> bool:
-        first, second = (down, across) if flip else (across, down)
-        pixels = noise.transpose(1, 2, 0) if flip else noise.transpose(0, 2, 1)  # [v, 3, u]
-        n_u, n_v = first.weights.shape[0], second.weights.shape[0]  # outputs along u and v
-        for a in {0, max(n_u // 2 - 16, 0), max(n_u - 32, 0)}:
-            for b in {0, max(n_v // 2 - 16, 0), max(n_v - 32, 0)}:
-                ou, ov = slice(a, min(a + 32, n_u)), slice(b, min(b + 32, n_v))
-                u = slice(int(first.first[ou.start]), int(first.end[ou.stop - 1]))
-                v = slice(int(second.first[ov.start]), int(second.end[ov.stop - 1]))
-                got = _resize(pixels[v, :, u], first, second, u, v, ou, ov).astype(np.uint8)  # [ov, 3, ou]
-                block = want[ou, ov] if flip else want[ov, ou]
-                if not np.array_equal(got.transpose(2, 0, 1) if flip else got.transpose(0, 2, 1), block):
-                    return False
-        return True
-
-    rule = vertical_first(width, height, rw, rh)
-    return next((flip for flip in (rule, not rule) if matches(flip)), None)
-
-
 class ExactViews:
     """Writes views bit-identical to ``CenterCrop(size)(Resize(size, BICUBIC)(view))`` for prompters
     that declare ``draws_within_box`` (see the module's docstring)."""
@@ -256,9 +252,10 @@ class ExactViews:
         """Whether this size takes the vertical pass first, as the installed Pillow's ``Image.resize``
         does; None: keep the reference path. Each pass alone must reproduce Pillow on noise strips 3
         pixels thick (Pillow then runs only that pass), every output of it; then both passes, in the
-        order :func:`pillow_order` finds, on output blocks of a noise image of this size. Sizes whose
-        passes are too long for a dense matrix, or whose coefficients lie near a rounding step, keep
-        the reference path."""
+        installed Pillow's order (:func:`first_pass_vertical`), on output blocks at the corners and
+        the centre of a noise image of this size (cheap for any size: the blocks are computed as
+        views' are). Sizes whose passes are too long for a dense matrix, or whose coefficients lie
+        near a rounding step, keep the reference path."""
         rw, rh = resized_size(width, height, self.size)
         if max(width * rw, height * rh) > MAX_WEIGHTS:
             return None
@@ -272,7 +269,22 @@ class ExactViews:
             sums = np.einsum("oi,yic->yoc", k.weights, strip.astype(np.float64)) + 0.5
             if not np.array_equal(np.clip(sums, 0.0, 255.5).astype(np.uint8), want):
                 return None
-        return pillow_order(width, height, self.size)
+        flip = first_pass_vertical(width, height, self.size)
+        first, second = (down, across) if flip else (across, down)
+        noise = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        want = np.asarray(Image.fromarray(noise).resize((rw, rh), BICUBIC))
+        pixels = noise.transpose(1, 2, 0) if flip else noise.transpose(0, 2, 1)  # [v, 3, u]
+        n_u, n_v = first.weights.shape[0], second.weights.shape[0]  # outputs along u and v
+        for a in {0, max(n_u // 2 - 16, 0), max(n_u - 32, 0)}:
+            for b in {0, max(n_v // 2 - 16, 0), max(n_v - 32, 0)}:
+                ou, ov = slice(a, min(a + 32, n_u)), slice(b, min(b + 32, n_v))
+                u = slice(int(first.first[ou.start]), int(first.end[ou.stop - 1]))
+                v = slice(int(second.first[ov.start]), int(second.end[ov.stop - 1]))
+                got = _resize(pixels[v, :, u], first, second, u, v, ou, ov).astype(np.uint8)
+                block = want[ou, ov] if flip else want[ov, ou]  # want is [y, x, 3]; got is [ov, 3, ou]
+                if not np.array_equal(got.transpose(2, 0, 1) if flip else got.transpose(0, 2, 1), block):
+                    return None
+        return flip
 
     def write(self, image: Image.Image, boxes: Sequence[Box], prompter: Prompter, out: np.ndarray) -> bool:
         """``out[i]`` (``3 x size x size`` uint8) = the reference for the view of ``boxes[i]``; False
