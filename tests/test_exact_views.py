@@ -11,7 +11,8 @@ from torchvision import transforms
 from refbench import Box, RefbenchError
 
 from clip_shaded import ClipScorer, GreenShade
-from clip_shaded.views import MAX_WEIGHTS, ExactViews, changed_rects, crop_offsets, pillow_pass, resized_size
+from clip_shaded.views import (MAX_WEIGHTS, ExactViews, changed_rects, crop_offsets, first_pass_vertical, pillow_order,
+                                pillow_pass, resized_size)
 
 from conftest import PILLOW_13
 
@@ -243,6 +244,14 @@ def test_passes_too_long_for_a_dense_matrix_keep_the_reference_path(scorer):
     boxes = [Box(2, 100, 10, 300), Box(0, 1500, 17, 400)]
     assert np.array_equal(scorer.prepare(image, boxes, Shade()).numpy().transpose(0, 2, 3, 1),
                           reference(Shade().render(image, boxes), 64))
+
+
+@pytest.mark.skipif(not PILLOW_13, reason="the sizes are Pillow 13's")
+def test_a_size_whose_order_of_passes_cannot_be_told_keeps_the_reference_path():
+    # at 2 px, 25x66 comes out the same both ways round on both probe images; 25x67 does not
+    assert pillow_order(25, 66, 2) is None and first_pass_vertical(25, 66, 2) is None
+    assert ExactViews(2).geometry(25, 66) is None
+    assert pillow_order(25, 67, 2) is True and ExactViews(2).geometry(25, 67).flip is True
 
 
 def test_a_prompter_whose_views_change_size_has_no_windows(scorer):

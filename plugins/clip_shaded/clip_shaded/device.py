@@ -126,7 +126,7 @@ def resize_crop(views: torch.Tensor, size: int) -> torch.Tensor:
     rw, rh = resized_size(w, h, size)
     left, top = crop_offsets(rw, rh, size)
     x = views.float()
-    if first_pass_vertical(w, h, size):
+    if first_pass_vertical(w, h, size) is not False:  # where Pillow's order cannot be told, Pillow 13's
         x = _pass(x, (rh, w)) if rh != h else x
         x = x[..., top : top + size, :]  # the horizontal pass maps each row on its own: only the kept ones
         x = _pass(x, (size, rw)) if rw != w else x
