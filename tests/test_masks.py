@@ -297,6 +297,12 @@ def test_fgvp_draws_at_a_short_side_of_384():
     assert all(v.size == drawing_size(37, 29, 384) for v in views)
     big = np.asarray(views[0])
     assert (np.abs(big.astype(int) - np.asarray(Image.fromarray(image).resize(big.shape[1::-1], Image.BILINEAR))).max(axis=2) == 0).any()
+    # every view is the bilinearly resized image except exactly where the bilinearly resized mask covers anything
+    size = drawing_size(37, 29, 384)
+    resized = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+    for view, box in zip(views, boxes):
+        support = np.asarray(Image.fromarray(decode_mask(box.mask).astype(np.uint8) * 255).resize(size, Image.BILINEAR)) > 0
+        assert np.array_equal((np.asarray(view) != resized).any(axis=2), support)
 
 
 # ---------------------------------------------------------------- a run

@@ -221,7 +221,7 @@ def test_a_mask_prompter_needs_a_segmentation_on_every_training_annotation(synth
     assert not (tmp_path / "out").exists()
 
 
-def test_a_mask_prompter_needs_masks_in_validation_before_training_starts(synth_root, tmp_path, monkeypatch):
+def test_a_mask_prompter_needs_masks_in_validation_before_training_starts(synth_root, tmp_path, monkeypatch, one_thread):
     monkeypatch.setattr(GreenShade, "needs_masks", True, raising=False)
     config = load_train_config(_write(tmp_path / "t.yaml", train_yaml(synth_root, tmp_path / "out")))
     with pytest.raises(RefbenchError, match=r"validation image \d+ box 0 has none") as info:
@@ -233,7 +233,7 @@ def test_a_mask_prompter_needs_masks_in_validation_before_training_starts(synth_
     _validation_masks(val, masked, "green_shade")  # with the detections' masks: no problem
 
 
-def test_training_refuses_views_drawn_on_the_device(synth_root, tmp_path):
+def test_training_refuses_views_drawn_on_the_device(synth_root, tmp_path, one_thread):
     text = train_yaml(synth_root, tmp_path / "out").replace("model: {", "model: {views: device, ", 1)
     config = load_train_config(_write(tmp_path / "t.yaml", text))
     with pytest.raises(RefbenchError, match="training draws them in its workers") as info:
@@ -254,6 +254,10 @@ def test_shards_split_steps_by_whole_images():
     assert all(s.step.records for s in shares) and not any(s.whole for s in shares)
     assert [s.weight for s in shares] == [len(s.step.records) * 2 / 9 for s in shares]  # DDP's mean of the weighted
     assert sum(s.weight for s in shares) == pytest.approx(2)  # per-rank means is the step's mean
+    # images dealt largest first to the rank with fewer phrases, ties to the lower rank: 3 (3 phrases) and
+    # then 5 and 9 to rank 0, 7 and 1 to rank 1
+    assert [[rec.ref for rec in s.step.records] for s in shares] == [[0, 1, 2, 3, 6], [4, 5, 7, 8]]
+    assert [s.weight for s in shares] == pytest.approx([10 / 9, 8 / 9])
     small = _step([4, 4, 4])  # one image, two ranks: both do it all
     assert [shard_step(small, r, 2) for r in range(2)] == [(small, 1.0, True)] * 2
 

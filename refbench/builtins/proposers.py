@@ -39,10 +39,9 @@ class DetectionsProposer(Proposer):
 
     def __init__(self, options: Options) -> None:
         super().__init__(options)
-        ids: dict[int, list[int | None]] = {}
-        self.by_image = load_detections(self.options.path, ids)
-        self.ids = ids
-        self.masks, self.by_id = (None, False) if self.options.masks is None else align_masks(self.options.masks, ids)
+        self.ids: dict[int, list[int | None]] = {}  # each image's detection ids, filled by load_detections
+        self.by_image = load_detections(self.options.path, self.ids)
+        self.masks, self.by_id = (None, False) if self.options.masks is None else align_masks(self.options.masks, self.ids)
 
     def propose(self, item: ImageItem) -> list[Box]:
         boxes = self.by_image.get(item.image_id, [])

@@ -90,7 +90,8 @@ class World:
 
     @classmethod
     def detect(cls) -> World | None:
-        """The torchrun world from the environment, or None for a single process."""
+        """The torchrun world from the environment (an instance of the class it is called on, e.g. a
+        training loop's subclass), or None for a single process."""
         if not launched():
             return None
         return cls(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
@@ -155,7 +156,7 @@ def run_ranked(world: World, bench: Bench, items: list[ImageItem], proposals: Pr
             raise problem
         run: Run | None = None
         message: Any = None
-        if world.rank == 0:
+        if world.main:
             try:
                 run = open_run()
                 message = run.id

@@ -102,12 +102,15 @@ MASKS_FROM = ("masks come from the proposer: {plugin: gt, masks: true} (instance
 
 def mask_problems(proposals: Proposals, methods: list[Method]) -> list[RefbenchError]:
     """One error per method whose prompter draws masks while some candidate has none (the first named)."""
+    drawing = [m for m in methods if m.prompter is not None and m.prompter.needs_masks]
+    if not drawing:  # the boxes are looked at only when some prompter draws masks
+        return []
     bare = next(((image, i) for image, boxes in proposals.boxes.items() for i, b in enumerate(boxes) if b.mask is None), None)
     if bare is None:
         return []
     return [RefbenchError(f"method {m.id}: prompter {type(m.prompter).__name__} draws candidates' masks, but image {bare[0]} "
                           f"box {bare[1]} has none", MASKS_FROM)
-            for m in methods if m.prompter is not None and m.prompter.needs_masks]
+            for m in drawing]
 
 
 def propose_for(bench: Bench, items: list[ImageItem]) -> Proposals:

@@ -69,7 +69,7 @@ def run_benchmark(config: BenchmarkConfig, store: Store, config_path: Path | Non
 
         return run_ranked(world, bench, items, proposals, record, store,
                           lambda: _open(config, store, record, resume, fresh, announce), stream,
-                          announce if world.rank == 0 else lambda s: None)
+                          announce if world.main else lambda s: None)
     run = _open(config, store, record, resume, fresh, announce)
     try:
         return _execute(bench, items, proposals, run, progress, announce)

@@ -55,7 +55,7 @@ class DeviceViews:
         rgb = np.array(image if image.mode == "RGB" else image.convert("RGB"))  # H x W x 3, owned and writable
         pixels = torch.from_numpy(rgb.reshape(-1))
         return cls(pixels, np.array([rgb.shape[:2]], dtype=np.int64), np.array([0, pixels.numel()], dtype=np.int64),
-                   np.zeros(len(boxes), dtype=np.int64), as_array(boxes).reshape(-1, 4),
+                   np.zeros(len(boxes), dtype=np.int64), as_array(boxes),
                    prompter)
 
     def __len__(self) -> int:

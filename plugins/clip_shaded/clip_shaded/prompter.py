@@ -20,7 +20,7 @@ LIMEGREEN = (50, 205, 50)
 def pixel_bounds(boxes: Sequence[Box], width: int, height: int) -> np.ndarray:
     """Boxes -> half-open pixel rectangles [x0, x1) x [y0, y1), ``[N, 4]`` int64: corners rounded half
     to even, clipped to the image, at least 1 px."""
-    xywh = as_array(boxes).reshape(-1, 4)
+    xywh = as_array(boxes)
     lo = np.clip(np.rint(xywh[:, :2]), 0, (width - 1, height - 1))
     hi = np.minimum(np.maximum(np.rint(xywh[:, :2] + xywh[:, 2:]), lo + 1), (width, height))
     return np.concatenate([lo, hi], 1).astype(np.int64)
@@ -125,10 +125,9 @@ class GreenShade(Prompter):
         x1 = torch.maximum(torch.round(x + bw).clamp(-1, w).long(), x0 + 1).clamp(max=w)
         y1 = torch.maximum(torch.round(y + bh).clamp(-1, h).long(), y0 + 1).clamp(max=h)
         o = self.options
-        colour = np.asarray(o.colour, dtype=np.float32)
-        tint = torch.from_numpy(colour * o.alpha).to(images.device).double().view(1, 3, 1, 1)
+        tint = torch.from_numpy(self._tint).to(images.device).double().view(1, 3, 1, 1)
         blended = torch.round(images.double() * (1 - o.alpha) + tint).to(torch.uint8)  # per image, shared by its views
-        solid = torch.from_numpy(colour.astype(np.uint8)).to(images.device).view(1, 3, 1, 1)
+        solid = torch.tensor(o.colour, dtype=torch.uint8, device=images.device).view(1, 3, 1, 1)
         t = o.outline
         box = rect_masks(x0, y0, x1, y1, h, w)
         inner = rect_masks(x0 + t, y0 + t, x1 - t, y1 - t, h, w) if t else box

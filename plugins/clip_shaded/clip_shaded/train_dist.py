@@ -27,11 +27,6 @@ class Ranks(World):
     """refbench's :class:`World` (the group, gather, barrier) plus what training adds: agreement on the
     config, settling a problem on every rank, the DDP wrapper and the step's loss."""
 
-    @classmethod
-    def detect(cls) -> Ranks | None:
-        world = World.detect()
-        return None if world is None else cls(world.rank, world.size, world.local_rank)
-
     def agree(self, digest: str, options: dict[str, Any]) -> None:
         """Every rank raises the same one-line error when the ranks' configs (or options) differ."""
         values = self.gather((digest, sorted(options.items())))

@@ -78,7 +78,7 @@ class _MaskPrompter(Prompter):
         return [Image.fromarray(self.draw(pixels, outside, m)) for m in masks]
 
     def outside(self, image: Image.Image, pixels: np.ndarray) -> np.ndarray:
-        """What replaces the image outside the mask (computed once per image)."""
+        """What replaces the image outside the mask (computed once per image; any shape that broadcasts to ``pixels``)."""
         return pixels
 
     def draw(self, pixels: np.ndarray, outside: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -110,7 +110,7 @@ class GrayscaleReverseMask(_MaskPrompter):
 
     def outside(self, image: Image.Image, pixels: np.ndarray) -> np.ndarray:
         grey = fgvp_grey(pixels) if self.options.weights == "fgvp" else luma(pixels)
-        return np.repeat(grey[..., None], 3, axis=2)
+        return grey[..., None]  # broadcast over the channels by draw
 
 
 def fgvp_grey(pixels: np.ndarray) -> np.ndarray:

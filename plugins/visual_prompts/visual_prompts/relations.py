@@ -112,7 +112,7 @@ def relation_matrix(name: str, boxes: Sequence[Box], near_scale: float = 0.25,
     compare areas strictly (1 or 0; 0 on the diagonal), within is the fraction of box i's area
     inside box j. ``near``: ``exp(-d / (near_scale * diagonal))`` of the centres' distance, 0 on the
     diagonal (``diagonal``: the image's, default the boxes' hull's)."""
-    b = as_array(boxes).reshape(-1, 4)
+    b = as_array(boxes)
     cx, cy, area = b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2, b[:, 2] * b[:, 3]
     if name == "left":
         return (cx[:, None] < cx[None, :]).astype(float)
