@@ -19,7 +19,9 @@ _EXPORTS: dict[str, str] = {
     "Component": "interfaces", "Options": "interfaces", "Dataset": "interfaces", "Proposer": "interfaces",
     "Prompter": "interfaces", "Scorer": "interfaces", "EmbeddingScorer": "interfaces", "Combinator": "interfaces",
     "Grounder": "interfaces",
-    "ImageItem": "items", "Ref": "items", "Annotation": "items", "ScoreRequest": "items",
+    "ImageItem": "items", "Ref": "items", "Annotation": "items", "Answer": "items", "ScoreRequest": "items",
+    # declared coordinate formats
+    "BoxFormat": "formats",
     # boxes and IoU
     "Box": "boxes", "IoUConvention": "boxes", "as_array": "boxes", "iou": "boxes", "iou_matrix": "boxes",
     "box_problem": "boxes", "check_boxes": "boxes",
@@ -68,6 +70,7 @@ if TYPE_CHECKING:
     from .tensors import rect_masks, tensor_args
     from .interfaces import (Combinator, Component, Dataset, EmbeddingScorer, Grounder, Options, Prompter, Proposer,
                              Scorer)
-    from .items import Annotation, ImageItem, Ref, ScoreRequest
+    from .formats import BoxFormat
+    from .items import Annotation, Answer, ImageItem, Ref, ScoreRequest
     from .provenance import package_versions
     from .run import Method, World, build_component, evaluate, join_tensors, load_image, worker_count

@@ -16,12 +16,12 @@ from PIL import Image
 from .boxes import Box
 from .component import Component, Options
 from .errors import RefbenchError
-from .items import Annotation, ImageItem, Ref, ScoreRequest
+from .items import Annotation, Answer, ImageItem, Ref, ScoreRequest
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Annotation", "Combinator", "Component", "Dataset", "EmbeddingScorer", "Grounder", "ImageItem", "Options",
+__all__ = ["Annotation", "Answer", "Combinator", "Component", "Dataset", "EmbeddingScorer", "Grounder", "ImageItem", "Options",
            "Prompter", "Proposer", "Ref", "ScoreRequest", "Scorer"]
 
 
@@ -265,10 +265,25 @@ class Grounder(Component, ABC):
         limit or an exclusion applies): the place to check predictions, all problems at once."""
         return []
 
+    @property
+    def on_gpu(self) -> bool:
+        """True when the model runs on a GPU: the grounder is then only used in the process that
+        built it (CUDA does not survive a fork), never in a forked worker."""
+        return False
+
     @abstractmethod
-    def ground(self, image: Image.Image | None, item: ImageItem) -> list[Box | None]:
-        """One box (xywh pixels of the original image) per phrase of ``item.refs``, in order; None
-        where there is no answer (scored as a miss). ``image`` is None unless :attr:`uses_image`."""
+    def ground(self, image: Image.Image | None, item: ImageItem) -> Sequence[Box | Answer | None]:
+        """One answer per phrase of ``item.refs``, in order: a box (xywh pixels of the original
+        image), an :class:`Answer` (a box or None, with the model's raw text), or None where there is
+        no answer (scored as a miss). ``image`` is None unless :attr:`uses_image`."""
+
+    def ground_batch(self, images: Sequence[Image.Image | None],
+                     items: Sequence[ImageItem]) -> list[Sequence[Box | Answer | None]]:
+        """:meth:`ground` for several images at once: what the runner calls, with the consecutive
+        images it has ready (``images[i]`` is ``items[i]``'s). A model-backed grounder overrides it to
+        batch across images and their phrases by its own batch size; the answers must not depend on
+        which images share a call. The default grounds one image at a time."""
+        return [self.ground(image, item) for image, item in zip(images, items)]
 
     def report(self) -> str | None:
         """A line for the end of a run: e.g. how many answers were missing or unusable."""

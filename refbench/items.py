@@ -47,6 +47,21 @@ class ImageItem:
     annotations: tuple[Annotation, ...] = field(default=())
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A grounder's answer to one phrase: its box, and what the model said, kept for audit.
+
+    ``box`` is None when there is no usable answer (scored as a miss); ``problem`` then says why
+    (e.g. ``unparsable``, ``outside_unit_range``, ``invalid_box``). ``raw`` is the model's text as it
+    came out (a VLM's generation, a predictions file's text): the run's journal keeps it beside the
+    phrase's record.
+    """
+
+    box: Box | None
+    raw: str | None = None
+    problem: str | None = None
+
+
 @dataclass(slots=True)
 class ScoreRequest:
     """What a scorer sees for one image."""

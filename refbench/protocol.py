@@ -113,12 +113,13 @@ def judge_many(cases: Sequence[Case], protocol: ProtocolConfig, method: str) -> 
     return out
 
 
-def judge_grounded(cases: Sequence[tuple[ImageItem, np.ndarray]], protocol: ProtocolConfig,
+def judge_grounded(cases: Sequence[tuple[ImageItem, np.ndarray, Sequence[dict[str, Any]]]], protocol: ProtocolConfig,
                    method: str) -> list[list[dict[str, Any]]]:
-    """Records of a grounder's boxes (``[phrases, 4]`` xywh per image; NaN rows: no answer, a miss).
-    Upper bound and chance do not apply: they are None in its records."""
+    """Records of a grounder's boxes (``[phrases, 4]`` xywh per image; NaN rows: no answer, a miss),
+    each with its phrase's note (the model's raw text and why there is no box, when known). Upper
+    bound and chance do not apply: they are None in its records."""
     truth, pred = [], []
-    for item, boxes in cases:
+    for item, boxes, _ in cases:
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         if len(boxes) != len(item.refs):
             raise RefbenchError(f"method {method!r} returned {len(boxes)} boxes for the {len(item.refs)} phrases of image "
@@ -136,8 +137,8 @@ def judge_grounded(cases: Sequence[tuple[ImageItem, np.ndarray]], protocol: Prot
     centre = p[:, :2] + p[:, 2:] / 2
     centre_in = ((centre >= t[:, :2]) & (centre <= t[:, :2] + t[:, 2:])).all(axis=1) & answered
     columns = iter(zip(p.tolist(), answered.tolist(), ious.tolist(), good.tolist(), passes.tolist(), centre_in.tolist()))
-    return [[_record(item, ref, method, None, box if ok else [], None, iou_, hit, None, None, 0, npass, inside)
-             for ref, (box, ok, iou_, hit, npass, inside) in zip(item.refs, columns)] for item, _ in cases]
+    return [[{**_record(item, ref, method, None, box if ok else [], None, iou_, hit, None, None, 0, npass, inside), **note}
+             for ref, note, (box, ok, iou_, hit, npass, inside) in zip(item.refs, notes, columns)] for item, _, notes in cases]
 
 
 IOU_DIGITS, CHANCE_DIGITS = 5, 6  # decimals kept in a record (and summed exactly by _Tally)

@@ -177,4 +177,4 @@ def test_coordinates_are_mapped_back_to_a_non_square_image(relative_to, size, pa
     grounder = PredictionsGrounder(options)
     assert grounder.expect([item]) == []
     (got,) = grounder.ground(None, item)
-    assert got.xywh == pytest.approx(truth.xywh)
+    assert got.box.xywh == pytest.approx(truth.xywh)

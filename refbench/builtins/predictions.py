@@ -19,13 +19,14 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field, model_validator
 
-from ..boxes import Box, box_problem
 from ..errors import RefbenchError
 from ..files import sha256
-from ..interfaces import Grounder, ImageItem, Options
+from ..formats import DECODE_PROBLEMS, BoxFormat
+from ..interfaces import Grounder, ImageItem
+from ..items import Answer
 
 FIRST_BOX = r"\[\s*(-?[\d.]+(?:e-?\d+)?)\s*,\s*(-?[\d.]+(?:e-?\d+)?)\s*,\s*(-?[\d.]+(?:e-?\d+)?)\s*,\s*(-?[\d.]+(?:e-?\d+)?)\s*\]"
-PROBLEMS = ("missing", "unparsable", "outside_unit_range", "invalid_box")
+PROBLEMS = ("missing", "unparsable", *DECODE_PROBLEMS)
 
 
 class PredictionsGrounder(Grounder):
@@ -33,15 +34,9 @@ class PredictionsGrounder(Grounder):
 
     uses_image = False
 
-    class Options(Options):
+    class Options(BoxFormat):
         path: Path = Field(description="JSONL or JSON file of answers keyed by sent_id")
         input: Literal["box", "text"] = Field(description="box: a list of 4 numbers; text: raw model output, parsed by pattern")
-        box_format: Literal["xywh", "xyxy"]
-        scale: Literal["pixels", "normalised", "0-1000"]
-        relative_to: Literal["original", "resized", "letterboxed"] = Field(
-            "original", description="the frame of the coordinates: the original image, or an input of input_size")
-        input_size: tuple[int, int] | None = Field(None, description="[width, height] of the resized or letterboxed input")
-        letterbox: Literal["centre", "top_left"] = Field("centre", description="where a letterboxed image sits in its input")
         field: str | None = Field(None, description="key of the answer (default: 'box' or 'text')")
         pattern: str = Field(FIRST_BOX, description="regex with 4 groups, the coordinates; the first match is used")
 
@@ -49,8 +44,6 @@ class PredictionsGrounder(Grounder):
         def _consistent(self) -> "PredictionsGrounder.Options":
             if (self.relative_to == "original") != (self.input_size is None):
                 raise ValueError("input_size is needed exactly when relative_to is resized or letterboxed")
-            if self.input_size is not None and min(self.input_size) <= 0:
-                raise ValueError("input_size must be positive")
             try:
                 groups = re.compile(self.pattern).groups
             except re.error as exc:
@@ -73,7 +66,7 @@ class PredictionsGrounder(Grounder):
         self.field = o.field or o.input
         self.pattern = re.compile(o.pattern)
         self.answers = _read(o.path)
-        self.boxes: dict[int, Box | None] = {}
+        self.boxes: dict[int, Answer] = {}
         self.counts = dict.fromkeys(PROBLEMS, 0)
 
     def expect(self, items: Sequence[ImageItem], known: set[int] | None = None) -> list[RefbenchError]:
@@ -88,39 +81,24 @@ class PredictionsGrounder(Grounder):
                 self.boxes[ref.sent_id] = self._box(ref.sent_id, item)
         return []
 
-    def _box(self, sent_id: int, item: ImageItem) -> Box | None:
-        """The answer for ``sent_id`` as xywh pixels of the original image, or None (counted)."""
+    def _box(self, sent_id: int, item: ImageItem) -> Answer:
+        """The answer for ``sent_id``: a box in xywh pixels of the original image, or why there is none
+        (counted); a text answer keeps its text."""
         if sent_id not in self.answers:
-            return self._miss("missing")
+            return self._miss("missing", None)
         answer = self.answers[sent_id].get(self.field) if isinstance(self.answers[sent_id], dict) else self.answers[sent_id]
+        raw = answer if self.options.input == "text" and isinstance(answer, str) else None
         values = _numbers(answer, self.pattern) if self.options.input == "text" else _box_values(answer)
         if values is None:
-            return self._miss("unparsable")
-        o = self.options
-        if o.scale == "normalised" and not all(0.0 <= v <= 1.0 for v in values):
-            return self._miss("outside_unit_range")
-        x, y, a, b = values
-        w, h = (a - x, b - y) if o.box_format == "xyxy" else (a, b)
-        frame_w, frame_h = o.input_size if o.input_size else (item.width, item.height)
-        factor = {"pixels": (1.0, 1.0), "normalised": (frame_w, frame_h), "0-1000": (frame_w / 1000, frame_h / 1000)}[o.scale]
-        x, w, y, h = x * factor[0], w * factor[0], y * factor[1], h * factor[1]
-        if o.relative_to == "resized":
-            sx, sy = item.width / frame_w, item.height / frame_h
-            x, w, y, h = x * sx, w * sx, y * sy, h * sy
-        elif o.relative_to == "letterboxed":
-            s = min(frame_w / item.width, frame_h / item.height)
-            dx, dy = ((frame_w - item.width * s) / 2, (frame_h - item.height * s) / 2) if o.letterbox == "centre" else (0.0, 0.0)
-            x, y, w, h = (x - dx) / s, (y - dy) / s, w / s, h / s
-        box = Box(x, y, w, h)
-        if box_problem(box, item.width, item.height) is not None:
-            return self._miss("invalid_box")
-        return box
+            return self._miss("unparsable", raw)
+        decoded = self.options.decode(values, item.width, item.height)
+        return self._miss(decoded, raw) if isinstance(decoded, str) else Answer(decoded, raw)
 
-    def _miss(self, why: str) -> None:
+    def _miss(self, why: str, raw: str | None) -> Answer:
         self.counts[why] += 1
-        return None
+        return Answer(None, raw, why)
 
-    def ground(self, image: Any, item: ImageItem) -> list[Box | None]:
+    def ground(self, image: Any, item: ImageItem) -> list[Answer | None]:
         return [self.boxes.get(r.sent_id) for r in item.refs]
 
     def report(self) -> str | None:
@@ -134,7 +112,9 @@ class PredictionsGrounder(Grounder):
         return {"path": str(o.path), "sha256": sha256(o.path), "answers": len(self.answers),
                 "declared": {"input": o.input, "box_format": o.box_format, "scale": o.scale, "relative_to": o.relative_to,
                              "input_size": o.input_size, "letterbox": o.letterbox if o.relative_to == "letterboxed" else None,
-                             "pattern": o.pattern if o.input == "text" else None},
+                             "pattern": o.pattern if o.input == "text" else None,
+                             **({"order": o.order} if o.order != "xy" else {}),
+                             **({"grid": o.grid, "grid_offset": o.grid_offset} if o.scale == "grid" else {})},
                 "scored_as_misses": dict(self.counts)}
 
 

@@ -15,12 +15,17 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..boxes import Box
+from ..errors import RefbenchError
 from ..interfaces import EmbeddingScorer, ScoreRequest
+from ..items import Answer
 from .components import Method
 from .prepare import Chunk, Prepared
 
-# images with, per method, the logits [phrases, candidates] (None: no candidates), or a grounder's boxes [phrases, 4]
-Scored = list[tuple[Prepared, dict[str, np.ndarray | None]]]
+# images with, per method, the logits [phrases, candidates] (None: no candidates), or a grounder's
+# boxes [phrases, 4] (NaN rows: no answer) with a note per phrase (its raw text and problem, if any)
+Grounded = tuple[np.ndarray, list[dict[str, str]]]
+Scored = list[tuple[Prepared, dict[str, "np.ndarray | Grounded | None"]]]
 
 
 class Scoring:
@@ -94,10 +99,12 @@ class Scoring:
                             out[i] = every[t : t + nt, v : v + nv]
                             view_features[m.id][i] = features[v : v + nv]
                             v, t = v + nv, t + nt
-            elif m.grounder is not None:  # a box per phrase, as an array with NaN rows where there is none
-                for i, p in enumerate(images):
-                    out[i] = np.array([b.xywh if b is not None else (np.nan,) * 4
-                                       for b in m.grounder.ground(p.views.get(m.id), p.item)], dtype=np.float64).reshape(-1, 4)
+            elif m.grounder is not None:  # every ready image in one call, so a model batches across them
+                answers = m.grounder.ground_batch([p.views.get(m.id) for p in images], [p.item for p in images])
+                if len(answers) != ready:
+                    raise RefbenchError(f"method {m.id!r} answered {len(answers)} images of {ready}",
+                                        "ground_batch returns one list of answers per image, in order")
+                out = [grounded(a) for a in answers]  # type: ignore[misc]
             elif m.combinator is not None:
                 for i, p in enumerate(images):
                     if p.boxes:
@@ -135,6 +142,17 @@ class TextScorer:
         assert m.combinator is not None
         request = ScoreRequest(p.item, refs, p.boxes, score_texts=lambda more: [self(x, more) for x in m.combinator.members])
         return np.asarray(m.combinator.combine_for(request, [self(x, texts) for x in m.combinator.members]))
+
+
+def grounded(answers: Sequence[Box | Answer | None]) -> Grounded:
+    """A grounder's answers for one image as boxes ``[phrases, 4]`` (NaN rows: no answer) and a note
+    per phrase: the raw text and the problem an :class:`Answer` carries (empty for a plain box)."""
+    rows, notes = [], []
+    for a in answers:
+        box = a.box if isinstance(a, Answer) else a
+        rows.append(box.xywh if box is not None else (np.nan,) * 4)
+        notes.append({k: v for k, v in (("raw", a.raw), ("problem", a.problem)) if v is not None} if isinstance(a, Answer) else {})
+    return np.array(rows, dtype=np.float64).reshape(-1, 4), notes
 
 
 def take(parts: list[Any], n: int, join: Callable[[list[Any]], Any]) -> Any:

@@ -48,8 +48,9 @@ class Prepared:
 
 @dataclass
 class Chunk:
-    """Consecutive images of one worker's share (at most ``batch_size`` views, or one image's): the
-    unit handed from a worker to the main process; or the error that stopped the worker."""
+    """Consecutive images of one worker's share (at most ``batch_size`` views, or phrases of images
+    without candidates, or one image's): the unit handed from a worker to the main process; or the
+    error that stopped the worker."""
 
     images: list[Prepared]
     views: dict[str, Any] = field(default_factory=dict)
@@ -88,7 +89,8 @@ def seal(images: list[Prepared], view_methods: Sequence[Method]) -> Chunk:
 
 def build_chunks(items: Iterable[ImageItem], boxes: dict[int, list[Box]], view_methods: Sequence[Method],
                  batch_size: int) -> Iterator[Chunk]:
-    """Prepare images in order and group them so each chunk holds at most ``batch_size`` views (or one image)."""
+    """Prepare images in order and group them so each chunk holds at most ``batch_size`` views (phrases,
+    for an image without candidates), or one image: a grounder's run journals chunk by chunk too."""
     pending: list[Prepared] = []
     n = 0
     for item in items:
@@ -99,11 +101,12 @@ def build_chunks(items: Iterable[ImageItem], boxes: dict[int, list[Box]], view_m
                 yield seal(pending, view_methods)
             yield Chunk([], error=exc)
             return
-        if pending and n + len(p.boxes) > batch_size:
+        weight = len(p.boxes) or len(item.refs)  # an image without candidates (a grounder's) counts its phrases
+        if pending and n + weight > batch_size:
             yield seal(pending, view_methods)
             pending, n = [], 0
         pending.append(p)
-        n += len(p.boxes)
+        n += weight
     if pending:
         yield seal(pending, view_methods)
 

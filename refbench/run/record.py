@@ -20,7 +20,7 @@ def judge_images(scored: Scored, protocol: ProtocolConfig, done: set[tuple[str, 
     if not scored:
         return []
     boxes = [as_array(p.boxes) for p, _ in scored]
-    per_method = [judge_grounded([(p.item, logits[method]) for p, logits in scored], protocol, method) if method in grounders
+    per_method = [judge_grounded([(p.item, *logits[method]) for p, logits in scored], protocol, method) if method in grounders
                   else judge_many([(p.item, p.item.refs, b, logits[method]) for (p, logits), b in zip(scored, boxes)], protocol, method)
                   for method in scored[0][1]]
     return [r for i in range(len(scored)) for records in per_method for r in records[i] if (r["method"], r["sent_id"]) not in done]
