@@ -1,0 +1,19 @@
+"""Hook implementations: what this plugin adds to refbench.
+
+Components are named as ``"module:Class"`` strings, so listing them (``refbench plugins``,
+``--help``) imports neither torch nor transformers; refbench imports a class when a run builds it.
+"""
+
+from __future__ import annotations
+
+from refbench import hookimpl
+
+
+@hookimpl
+def refbench_grounders():
+    return {}
+
+
+@hookimpl
+def refbench_proposers():
+    return {}
