@@ -1,0 +1,11 @@
+"""Tiny models of each family, built from configs with random weights and saved with
+``save_pretrained``: what the tests and the SynthRef live-model demo load through the same code
+path as downloaded weights. They answer nonsense; they exercise the plumbing.
+
+``BUILDERS`` maps a name to ``"module:function"``; each function takes a folder, writes the model
+(with its processor and tokenizer files) there and returns it.
+"""
+
+from __future__ import annotations
+
+BUILDERS: dict[str, str] = {}
