@@ -65,6 +65,10 @@ def test_declared_formats_reproduce_the_source_run_exactly(declared, clip_run, s
     assert main(["run", str(write_config(ground_yaml(synth_root, spec))), "--results", str(tmp_path / "r"), "-q"]) == 0
     got = {r["sent_id"]: r for r in journal(tmp_path / "r")}
     assert {s: r["hit"] for s, r in got.items()} == {r["sent_id"]: r["hit"] for r in clip_run}
+    if declared["input"] == "text":  # the model's text is kept beside its record, for audit
+        assert all(r["raw"].startswith("sure: <box>[") for r in got.values())
+    else:
+        assert not any("raw" in r for r in got.values())
     assert all(r["oracle"] is None and r["chance"] is None and r["chosen"] is None for r in got.values())
     record = json.loads(next((tmp_path / "r").iterdir()).joinpath("run.json").read_text())
     assert record["metrics"]["file"]["upper_bound"] is None and record["methods"]["file"]["declared"]["scale"] == declared["scale"]
@@ -85,6 +89,8 @@ def test_missing_unparsable_and_bad_answers_are_counted_reported_and_missed(clip
     assert "predictions scored as misses: 1 missing, 1 unparsable, 1 outside unit range, 1 invalid box" in err
     got = {r["sent_id"]: r for r in journal(tmp_path / "r")}
     assert len(got) == len(clip_run) and not any(got[s]["hit"] for s in ids[:4])
+    assert [got[s].get("problem") for s in ids[:4]] == ["outside_unit_range", "unparsable", "invalid_box", "missing"]
+    assert all("problem" not in got[s] for s in ids[4:])
     # an extra sent_id is an error, before any work
     answers[10**9] = [0, 0, 0.1, 0.1]
     path.write_text(json.dumps({str(k): v for k, v in answers.items()}))
