@@ -8,11 +8,11 @@ REFBENCH := $(VENV)/bin/refbench
 setup: $(VENV)/.installed
 
 # torch/torchvision unpinned: pip takes the build this machine offers (CUDA or CPU).
-$(VENV)/.installed: pyproject.toml plugins/clip_shaded/pyproject.toml plugins/visual_prompts/pyproject.toml
+$(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch torchvision
-	$(PY) -m pip install --quiet -e '.[test]' -e plugins/clip_shaded -e plugins/visual_prompts
+	$(PY) -m pip install --quiet -e '.[test,docs]' -e plugins/clip_shaded -e plugins/visual_prompts -e 'plugins/live_models[test]'
 	touch $@
 
 demo: setup

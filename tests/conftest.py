@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import warnings
 from pathlib import Path
 
 import PIL
@@ -10,6 +12,23 @@ from refbench.synth import SynthSpec, generate
 
 REPO = Path(__file__).resolve().parent.parent
 PILLOW_13 = int(PIL.__version__.split(".")[0]) >= 13  # resizes tall shrinking images vertically first
+# The runs committed under results/, by id: tests read these and nothing else there, so runs a user
+# adds (the demo's, say) change no test.
+COMMITTED_RUNS = (
+    "20261127-150632-synthref_testA-7c119f",
+    "20261127-150640-synthref_testB-6eb84b",
+    "20261127-150647-synthref+_testA-f648a2",
+    "20261127-150653-synthref_baselines-74b542",
+    "20261127-174851-synthref_prompt_table-d6db6f",
+)
+
+
+def committed_run(run_id: str) -> Path:
+    """The folder of a committed run, named by its id."""
+    assert run_id in COMMITTED_RUNS, run_id
+    return REPO / "results" / run_id
+
+
 TINY = SynthSpec(seed=3, images={"train": 48, "val": 12, "testA": 12, "testB": 12})
 
 
@@ -65,3 +84,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+INSTALL_CHROMIUM = "apt-get install chromium (Debian/Ubuntu; .ci/run installs it)"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Chromium's path, for the tests that open refbench's pages in a real browser. Where there is
+    none the test skips loudly, naming the install command; with REFBENCH_REQUIRE_BROWSER set (as CI
+    sets it) it fails instead."""
+    path = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    if path:
+        return path
+    message = f"no Chromium on PATH, so the page is not opened in a browser: {INSTALL_CHROMIUM}"
+    if os.environ.get("REFBENCH_REQUIRE_BROWSER"):
+        pytest.fail(message + " (REFBENCH_REQUIRE_BROWSER is set)")
+    warnings.warn(message)
+    pytest.skip(message)

@@ -8,7 +8,7 @@ from refbench.cli import main
 from refbench.config import load_config
 from refbench.plugins import registry
 
-from conftest import REPO
+from conftest import COMMITTED_RUNS, REPO, committed_run
 
 from clip_shaded.train import load_train_config
 
@@ -54,7 +54,7 @@ def test_config_hashes_match_the_committed_runs():
     import json
 
     checked = 0
-    for record_path in sorted((REPO / "results").glob("*/run.json")):
+    for record_path in [committed_run(r) / "run.json" for r in COMMITTED_RUNS]:
         record = json.loads(record_path.read_text())
         path = REPO / record["config_path"]
         if path.is_file():

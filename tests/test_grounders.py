@@ -7,7 +7,7 @@ import pytest
 from refbench.cli import main
 from refbench.synth import SynthSpec, generate
 
-from conftest import REPO, bench_yaml
+from conftest import REPO, bench_yaml, committed_run
 
 CLIP = "  - {id: clip, prompter: {plugin: green_shade}, scorer: {plugin: clip, arch: synth-rn}}"
 
@@ -131,7 +131,7 @@ def test_the_shipped_example_reproduces_its_source_run(default_synthref, tmp_pat
     path.write_text(cfg)
     assert main(["run", str(path), "--results", str(tmp_path / "r"), "-q"]) == 0
     record = json.loads(next((tmp_path / "r").iterdir()).joinpath("run.json").read_text())
-    (source,) = [json.loads(p.read_text()) for p in (REPO / "results").glob("*-synthref_testA-*/run.json")]
+    source = json.loads((committed_run("20261127-150632-synthref_testA-7c119f") / "run.json").read_text())
     assert record["metrics"]["clip-rn-from-file"]["accuracy"] == source["metrics"]["clip-rn"]["accuracy"]
     assert ({t: v["accuracy"] for t, v in record["metrics"]["clip-rn-from-file"]["phrase_types"].items()}
             == {t: v["accuracy"] for t, v in source["metrics"]["clip-rn"]["phrase_types"].items()})

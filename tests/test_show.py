@@ -119,24 +119,22 @@ def test_bad_input_is_one_line(run, tmp_path, capsys, argv, words):
     assert not (tmp_path / "x.html").exists()
 
 
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 PROBE = ("<script>addEventListener('load', () => { document.title = 'IMAGES ' + [...document.images]"
          ".map(i => i.complete ? i.naturalWidth : -1).join(','); });</script>")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on PATH (Debian: apt-get install chromium)")
-def test_page_renders_in_headless_chromium_with_every_image_loaded(run, tmp_path):
+def test_page_renders_in_headless_chromium_with_every_image_loaded(run, tmp_path, chromium):
     results, run_id = run
     out, cards = show(Store(results), run_id, tmp_path / "page.html", "clip", n=4)
     probed = tmp_path / "probed.html"
     probed.write_text(out.read_text().replace("</body>", PROBE + "</body>"))
     flags = ["--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", "--virtual-time-budget=5000"]
-    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run([chromium, *flags, "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120).stdout
     widths = [int(w) for w in re.search(r"<title>IMAGES ([-\d,]*)</title>", dom).group(1).split(",")]
     assert len(widths) == 1 + len(cards) + sum(len(c.thumbs) for c in cards)  # the chart, each image, each candidate
     assert all(w > 0 for w in widths), widths
     shot = tmp_path / "page.png"
-    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1280,1400", out.as_uri()],
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1280,1400", out.as_uri()],
                    capture_output=True, timeout=120, check=True)
     with Image.open(shot) as im:
         assert im.size == (1280, 1400) and len(im.convert("L").getcolors(1 << 16) or []) > 50  # not a blank page

@@ -16,7 +16,7 @@ from refbench.plugins import registry
 from refbench.results import Store
 from refbench.tables import Col, TableRow, layout, show
 
-from conftest import REPO
+from conftest import COMMITTED_RUNS, REPO, committed_run
 
 RUN_ID = re.compile(r"\d{8}-\d{6} [0-9a-f]{6}")  # the leaderboard's short run id
 LONG = "A summary long enough that no eighty-column terminal can hold it beside the other columns, ever."
@@ -34,7 +34,7 @@ def lines_of(con: Console) -> list[str]:
 def results(tmp_path_factory):
     """The committed runs' records, copied: the committed folder is only read."""
     root = tmp_path_factory.mktemp("results")
-    for run_json in sorted((REPO / "results").glob("*/run.json")):
+    for run_json in [committed_run(r) / "run.json" for r in COMMITTED_RUNS]:
         (root / run_json.parent.name).mkdir()
         shutil.copy(run_json, root / run_json.parent.name / "run.json")
     assert len(list(root.iterdir())) >= 2
