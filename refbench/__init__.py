@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "Box": "boxes", "IoUConvention": "boxes", "as_array": "boxes", "iou": "boxes", "iou_matrix": "boxes",
     "box_problem": "boxes", "check_boxes": "boxes",
     # masks
-    "annotation_boxes": "masks", "box_rle": "masks", "decode_mask": "masks", "mask_rle": "masks",
+    "annotation_boxes": "masks", "box_rle": "masks", "decode_mask": "masks", "mask_rle": "masks", "with_mask": "masks",
     # a prompter's tensor path
     "tensor_args": "tensors", "rect_masks": "tensors",
     # errors and hooks
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from .errors import RefbenchError
     from .files import atomic_path, sha256, write_atomic
     from .hookspecs import hookimpl
-    from .masks import annotation_boxes, box_rle, decode_mask, mask_rle
+    from .masks import annotation_boxes, box_rle, decode_mask, mask_rle, with_mask
     from .tensors import rect_masks, tensor_args
     from .interfaces import (Combinator, Component, Dataset, EmbeddingScorer, Grounder, Options, Prompter, Proposer,
                              Scorer)

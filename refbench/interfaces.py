@@ -61,6 +61,11 @@ class Proposer(Component, ABC):
     def propose(self, item: ImageItem) -> list[Box]:
         """Candidate boxes (xywh pixels). An empty list is allowed here; the protocol decides."""
 
+    def report(self) -> str | None:
+        """A line for the end of a run, after every image was proposed: e.g. how many images a cache
+        of proposals served. Not recorded in run.json (it may differ when a run is resumed)."""
+        return None
+
 
 class Prompter(Component, ABC):
     """Turns an image and its candidate boxes into one view per box (the visual prompt).

@@ -166,6 +166,9 @@ def _execute(bench: Bench, items: list[ImageItem], proposals: Proposals, run: Ru
         line = m.grounder.report() if m.grounder is not None else None
         if line:
             announce(f"method {m.id}: {line}")
+    line = bench.proposer.report() if bench.proposer is not None else None
+    if line:
+        announce(f"proposer: {line}")
     if proposals.dropped:
         announce(f"dropped {proposals.describe_drops()} (proposer.invalid: drop); counts per image in {run.dir / 'run.json'}")
     return run

@@ -16,4 +16,7 @@ def refbench_grounders():
 
 @hookimpl
 def refbench_proposers():
-    return {}
+    return {
+        "torchvision_detector": "live_models.proposals:TorchvisionDetector",
+        "sam_masks": "live_models.sam:SamMasks",
+    }

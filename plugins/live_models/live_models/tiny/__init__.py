@@ -8,4 +8,6 @@ path as downloaded weights. They answer nonsense; they exercise the plumbing.
 
 from __future__ import annotations
 
-BUILDERS: dict[str, str] = {}
+BUILDERS: dict[str, str] = {
+    "sam": "live_models.tiny.sam:build",
+}
