@@ -81,20 +81,22 @@ def _offline() -> bool:
 
 
 def weights_file(o: DetectorOptions, fetch: bool = False) -> Path:
-    """The weight file ``o`` names; with ``fetch``, a torchvision file missing from the hub cache is
-    downloaded when allowed. One line naming the file and where it goes otherwise."""
+    """The weight file ``o`` names; a torchvision file missing from the hub cache is downloaded (with
+    ``fetch``; without, only checked) unless ``download`` is off or ``HF_HUB_OFFLINE`` is set. One line
+    naming the file and where it goes otherwise."""
     if o.weights.endswith((".pth", ".pt")) or "/" in o.weights or Path(o.weights).expanduser().is_file():
         path = Path(o.weights).expanduser()
         if not path.is_file():
             raise RefbenchError(f"weights file not found: {o.weights}", "point weights: at a .pth state dict, or write DEFAULT")
         return path
     weights, path = hub_file(o.model, o.weights)
-    if path.is_file():
+    if path.is_file() or (not fetch and o.download and not _offline()):  # checked before a run: fetched when it starts
         return path
     if fetch and o.download and not _offline():
         from torch.hub import download_url_to_file
 
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             download_url_to_file(weights.url, str(path), progress=False)
             return path
         except Exception as exc:  # no network, proxy, disk: all mean the same here

@@ -132,7 +132,8 @@ class SamMasks(Proposer):
         with torch.inference_mode():
             embeddings = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device, self.dtype))
             for start in range(0, len(boxes), o.batch_size):
-                prompt = inputs["input_boxes"][:, start:start + o.batch_size].to(self.device, self.dtype)
+                # boxes stay float32: the prompt encoder scales them to [0, 1] before casting to the model's dtype
+                prompt = inputs["input_boxes"][:, start:start + o.batch_size].to(self.device, torch.float32)
                 result = self.model(image_embeddings=embeddings, input_boxes=prompt, multimask_output=o.multimask_output)
                 masks = self.processor.post_process_masks(result.pred_masks.float().cpu(), inputs["original_sizes"],
                                                           inputs["reshaped_input_sizes"], mask_threshold=o.mask_threshold)[0]
