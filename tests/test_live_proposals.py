@@ -186,6 +186,14 @@ def test_bad_input_is_one_line(weights, sam_folder, synth_root, items, tmp_path,
     with pytest.raises(RefbenchError, match=r"fasterrcnn_resnet50_fpn_v2_coco-dd69338a.pth .* not in the torch hub cache.*put it at "
                                             + str(tmp_path / "torch" / "hub" / "checkpoints")):
         build_component("proposer", {"plugin": "torchvision_detector"}, "proposer")
+    # weights that are not the model's, and an unknown proposer inside sam_masks
+    (tmp_path / "bad.pth").write_bytes(b"not a torch file")
+    with pytest.raises(RefbenchError, match=r"bad.pth do not load as a torch state dict"):
+        detector(tmp_path / "bad.pth", tmp_path / "c").propose(items[0])
+    with pytest.raises(RefbenchError, match=r"do not fit maskrcnn_resnet50_fpn_v2"):
+        detector(weights["fasterrcnn_resnet50_fpn_v2-0"], tmp_path / "c", model="maskrcnn_resnet50_fpn_v2").propose(items[0])
+    with pytest.raises(RefbenchError, match=r"sam_masks boxes: unknown proposer 'torchvision_detektor'.*did you mean"):
+        sam(weights, sam_folder, tmp_path / "c", {"plugin": "torchvision_detektor"})
     # a box reaching outside the image: refused, or clipped on request
     dets = tmp_path / "dets.json"
     it = items[0]
