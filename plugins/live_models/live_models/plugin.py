@@ -11,7 +11,9 @@ from refbench import hookimpl
 
 @hookimpl
 def refbench_grounders():
-    return {}
+    return {
+        "endpoint": "live_models.endpoint:EndpointGrounder",
+    }
 
 
 @hookimpl
