@@ -20,10 +20,8 @@ from refbench.cli import main
 
 from conftest import bench_yaml
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-from live_models.endpoint import parse_box  # noqa: E402
-from live_models.serve import NO_BOX, colour_answer  # noqa: E402
+from live_models.endpoint import parse_box
+from live_models.serve import NO_BOX, colour_answer
 
 PROMPT = "<|object_ref_start|>{phrase}<|object_ref_end|>"  # Qwen2-VL's grounding query (see GROUNDERS.md)
 FORMAT = BoxFormat(box_format="xyxy", scale="0-1000")  # what the colours answerer writes

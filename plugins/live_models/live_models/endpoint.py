@@ -269,16 +269,22 @@ class EndpointGrounder(Grounder):
 
         futures: list[Future[str]] = [pool.submit(ask, i, phrase) for i, phrase in pairs]
         answers: list[Answer] = []
-        for (i, _), future in zip(pairs, futures):
-            try:
-                text = future.result()
-            except Failure as exc:
-                if exc.fatal or isinstance(exc, Stopped) or self.options.on_error == "stop":
-                    stop.set()
-                    raise self._stopped(self.url, first_failure(futures)) from None
-                answers.append(Answer(None, str(exc), "endpoint_error"))
-                continue
-            answers.append(self._read(text, items[i]))
+        try:
+            for (i, _), future in zip(pairs, futures):
+                try:
+                    text = future.result()
+                except Failure as exc:
+                    if exc.fatal or isinstance(exc, Stopped) or self.options.on_error == "stop":
+                        stop.set()
+                        raise self._stopped(self.url, first_failure(futures)) from None
+                    answers.append(Answer(None, str(exc), "endpoint_error"))
+                    continue
+                answers.append(self._read(text, items[i]))
+        except BaseException:  # a stop or Ctrl-C: the queued requests are dropped, not sent
+            stop.set()
+            for f in futures:
+                f.cancel()
+            raise
         self.problems.update(a.problem for a in answers if a.problem is not None)
         out, k = [], 0
         for item in items:
