@@ -32,9 +32,8 @@ def main() -> None:
     p.add_argument("--min-size", type=int, default=128, help="the detector's resize (torchvision's default is 800)")
     args = p.parse_args()
 
-    import torch
-    from torchvision.models import get_model
-
+    from live_models.tiny.detector import MODEL
+    from live_models.tiny.detector import build as build_detector
     from live_models.tiny.sam import build as build_sam
 
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -43,9 +42,7 @@ def main() -> None:
         if data is None:
             data = tmp / "synthref"
             subprocess.run([REFBENCH, "synth", str(data)], check=True, capture_output=True)
-        torch.manual_seed(0)
-        weights = tmp / "fasterrcnn_resnet50_fpn_v2.pth"
-        torch.save(get_model("fasterrcnn_resnet50_fpn_v2", weights=None, weights_backbone=None).state_dict(), weights)
+        weights = build_detector(tmp / "detector") / f"{MODEL}.pth"
         sam = build_sam(tmp / "tiny-sam")
         boxes = {"plugin": "torchvision_detector", "weights": str(weights), "max_count": 10, "cache": str(tmp / "cache"),
                  "min_size": args.min_size, "max_size": max(args.min_size, 128)}

@@ -19,6 +19,7 @@ torchvision = pytest.importorskip("torchvision")
 
 from live_models.export_dets import export  # noqa: E402
 from live_models.export_dets import main as export_main  # noqa: E402
+from live_models.tiny.detector import build as build_detector  # noqa: E402
 from live_models.tiny.sam import build as build_sam  # noqa: E402
 
 # Small inputs and few region proposals keep resnet50-FPN near 0.15 s per 128-px image on a CPU.
@@ -40,15 +41,10 @@ def _offline(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> dict[str, Path]:
     """Random-weight state dicts of the two COCO detectors (and a second faster R-CNN), as a user's .pth files."""
-    from torchvision.models import get_model
-
     out = {}
-    folder = tmp_path_factory.mktemp("weights")
     for name, seed in (("fasterrcnn_resnet50_fpn_v2", 0), ("maskrcnn_resnet50_fpn_v2", 0), ("fasterrcnn_resnet50_fpn_v2", 1)):
-        torch.manual_seed(seed)
-        model = get_model(name, weights=None, weights_backbone=None)
-        out[f"{name}-{seed}"] = folder / f"{name}-{seed}.pth"
-        torch.save(model.state_dict(), out[f"{name}-{seed}"])
+        folder = build_detector(tmp_path_factory.mktemp("weights"), seed, name)
+        out[f"{name}-{seed}"] = folder / f"{name}.pth"
     return out
 
 

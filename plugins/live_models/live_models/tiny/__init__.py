@@ -10,4 +10,5 @@ from __future__ import annotations
 
 BUILDERS: dict[str, str] = {
     "sam": "live_models.tiny.sam:build",
+    "fasterrcnn_resnet50_fpn_v2": "live_models.tiny.detector:build",
 }
