@@ -100,6 +100,18 @@ def test_the_key_follows_weights_and_output_options(weights, tmp_path):
     assert key["weights_sha256"] == sha256(weights["fasterrcnn_resnet50_fpn_v2-0"])
 
 
+def test_torchvisions_own_weights_from_the_hub_cache(weights, items, tmp_path):
+    hub = tmp_path / "torch" / "hub" / "checkpoints"  # TORCH_HOME is tmp_path / "torch"
+    hub.mkdir(parents=True)
+    (hub / "fasterrcnn_resnet50_fpn_v2_coco-dd69338a.pth").symlink_to(weights["fasterrcnn_resnet50_fpn_v2-0"])
+    spec = {"plugin": "torchvision_detector", "cache": str(tmp_path / "c"), "max_count": 2, **FAST}
+    default = build_component("proposer", spec, "proposer")
+    assert default.describe()["weights"] == str(hub / "fasterrcnn_resnet50_fpn_v2_coco-dd69338a.pth")
+    from_file = detector(weights["fasterrcnn_resnet50_fpn_v2-0"], tmp_path / "c", max_count=2)
+    assert from_file.cache.dir == default.cache.dir  # the key is the file's hash, not its name
+    assert len(default.propose(items[0])) == 2 and from_file.propose(items[0]) == default.propose(items[0])
+
+
 def test_mask_rcnn_masks_and_the_mattnet_export(weights, items, tmp_path):
     live = detector(weights["maskrcnn_resnet50_fpn_v2-0"], tmp_path / "c", model="maskrcnn_resnet50_fpn_v2")
     proposed = {it.image_id: live.propose(it) for it in items}
