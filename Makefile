@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 REFBENCH := $(VENV)/bin/refbench
 
-.PHONY: setup demo test clean-data
+.PHONY: setup demo test docs docs-serve clean-data
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,13 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# the documentation site, strict (a broken link or an undocumented public name fails), in build/site
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 clean-data:
 	rm -rf data/synthref

@@ -1,7 +1,7 @@
 """refbench: a pluggable benchmark harness for referring-expression comprehension.
 
 This module is refbench's public face: everything a plugin may use is importable from
-``refbench`` itself and listed in ``__all__`` (the README's "Writing a plugin" describes
+``refbench`` itself and listed in ``__all__`` (docs/writing-a-plugin.md describes
 each). Every other module is private and may change. Names are imported on first use, so
 ``import refbench`` (and the CLI's start) stays light.
 """

@@ -14,6 +14,8 @@ import numpy as np
 from .errors import RefbenchError
 
 IoUConvention = Literal["refer", "continuous"]
+"""How IoU is computed: ``"refer"`` is refer's ``computeIoU`` (inclusive pixels, an intersection
+counted only past one pixel in both axes); ``"continuous"`` is plain geometric IoU."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,9 +77,13 @@ def _check_workers(v: int | str) -> int | str:
 
 
 Workers = Annotated[int | Literal["auto"], AfterValidator(_check_workers)]
+"""A worker count in a config: a number >= 0 (0: everything in the main process) or ``"auto"``."""
 
 
 class RunnerConfig(_Strict):
+    """The benchmark YAML's ``runner`` block: how a run is executed (batch size, workers, where
+    scoring runs, an image limit for smoke tests). Only its limit changes what is measured."""
+
     batch_size: int = Field(256, ge=1, description="views per encoder call")
     workers: Workers = Field(
         "auto", description="background processes; 0 = everything in the main process; auto: CPUs - 2, at most 8, when "
@@ -111,6 +115,9 @@ BENCHMARK_DIGEST_EXCLUDES: dict[str, Any] = {"runner": {"batch_size", "workers",
 
 
 class BenchmarkConfig(_Strict):
+    """A whole benchmark YAML, validated: its name, seed, data set, proposer, protocol, runner,
+    uncertainty and methods. ``load_config`` builds one from a file; ``digest`` is its hash."""
+
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.+-]+$")
     description: str = ""
     seed: int = 0

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 hookspec = pluggy.HookspecMarker("refbench")
 hookimpl = pluggy.HookimplMarker("refbench")
+"""Marks a plugin module's functions as implementations of refbench's hooks (``@hookimpl``)."""
 
 
 @hookspec

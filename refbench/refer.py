@@ -25,7 +25,7 @@ from .boxes import Box
 from .errors import RefbenchError
 from .interfaces import Annotation, ImageItem, Ref
 
-DETECTIONS_FIX = "download MAttNet's detections for this data set (README: Real data) or use proposer: {plugin: gt}"
+DETECTIONS_FIX = "download MAttNet's detections for this data set (docs/getting-refcoco.md: Real data) or use proposer: {plugin: gt}"
 REF_KEYS = ("ref_id", "ann_id", "image_id", "split", "sentences")
 
 
@@ -96,11 +96,11 @@ def locate(root: Path, dataset: str, split_by: str, images: Path) -> tuple[Refer
         if not path.is_file():
             problems.append(RefbenchError(
                 f"{dataset} data not found: {path} is missing",
-                f"unpack the refer data set '{dataset}' under {root} (README: Real data)"
+                f"unpack the refer data set '{dataset}' under {root} (docs/getting-refcoco.md: Real data)"
                 if not dataset.startswith("synthref") else f"generate it with `refbench synth {root}`"))
     if not images.is_dir():
         problems.append(RefbenchError(f"image folder not found: {images}",
-                                      "set dataset.images to the folder holding the data set's images (README: Real data)"))
+                                      "set dataset.images to the folder holding the data set's images (docs/getting-refcoco.md: Real data)"))
     return files, problems
 
 

@@ -45,7 +45,7 @@ def test_real_data_config_names_the_missing_files(tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     assert main(["validate", str(BENCHMARKS / "refcoco_testA.yaml")]) == 2
     err = capsys.readouterr().err
-    assert "refcoco data not found: data/refer/refcoco/refs(unc).p is missing" in err and "README" in err
+    assert "refcoco data not found: data/refer/refcoco/refs(unc).p is missing" in err and "docs/getting-refcoco.md" in err
 
 
 def test_config_hashes_match_the_committed_runs():

@@ -36,7 +36,7 @@ class ReferDataset(Dataset):
     @classmethod
     def check(cls, options: Options) -> list[RefbenchError]:
         assert isinstance(options, cls.Options)
-        missing = [RefbenchError(f"exclusion file not found: {p}", "fix dataset.exclude (README: Cleaned splits)")
+        missing = [RefbenchError(f"exclusion file not found: {p}", "fix dataset.exclude (docs/getting-refcoco.md: Cleaned splits)")
                    for p in options.exclude if not p.is_file()]
         return locate(options.root, options.dataset, options.split_by, options.images)[1] + missing
 

@@ -65,7 +65,7 @@ class Jxu124Dataset(LayoutDataset):
         files = parquet_files(options.root)
         if not files:
             return problems + [RefbenchError(f"no .parquet files under {options.root} or {options.root / 'data'}",
-                                             "set dataset.root to the downloaded jxu124 data set (README: Getting RefCOCO)")]
+                                             "set dataset.root to the downloaded jxu124 data set (docs/getting-refcoco.md)")]
         try:
             return problems + [p for f in files if (p := missing_columns(f, COLUMNS, "jxu124")) is not None]
         except ImportError:

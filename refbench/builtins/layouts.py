@@ -89,7 +89,7 @@ class LayoutDataset(Dataset):
         problems = []
         if not options.root.is_dir():
             problems.append(RefbenchError(f"{cls.LAYOUT} folder not found: {options.root}",
-                                          "set dataset.root to the folder you downloaded (README: Getting RefCOCO)"))
+                                          "set dataset.root to the folder you downloaded (docs/getting-refcoco.md)"))
         if options.refs is not None and not options.refs.is_file():
             problems.append(RefbenchError(f"refs file not found: {options.refs}",
                                           "give refer's refs(<split_by>).p, or leave dataset.refs out"))

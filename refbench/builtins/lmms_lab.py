@@ -64,7 +64,7 @@ def missing_columns(path: Path, required: tuple[str, ...], layout: str) -> Refbe
     if not missing:
         return None
     return RefbenchError(f"{path}: missing columns {', '.join(missing)}; the {layout} layout has {', '.join(required)}",
-                         "download the files of that layout (README: Getting RefCOCO) or pick the reader of the layout you have")
+                         "download the files of that layout (docs/getting-refcoco.md) or pick the reader of the layout you have")
 
 
 def widen(values: np.ndarray) -> np.ndarray:

@@ -53,7 +53,7 @@ class MdetrDataset(LayoutDataset):
                     present = sorted(p.stem.removeprefix(f"finetune_{options.dataset}_")
                                      for p in options.root.glob(f"finetune_{options.dataset}_*.json"))
                     problems.append(RefbenchError(f"MDETR file not found: {path}",
-                                                  f"its splits here are: {', '.join(present) or 'none'} (README: Getting RefCOCO)"))
+                                                  f"its splits here are: {', '.join(present) or 'none'} (docs/getting-refcoco.md)"))
         return problems
 
     def read_rows(self) -> list[Row]:

@@ -57,7 +57,7 @@ class PredictionsGrounder(Grounder):
         assert isinstance(options, cls.Options)
         if not options.path.is_file():
             return [RefbenchError(f"predictions file not found: {options.path}",
-                                  "write the model's answers there (README: Any model's predictions)")]
+                                  "write the model's answers there (docs/grounders.md)")]
         return []
 
     def __init__(self, options: Options) -> None:
