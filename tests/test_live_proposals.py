@@ -69,6 +69,7 @@ def test_boxes_threshold_count_and_the_cache(weights, items, tmp_path):
     full = detector(weights["fasterrcnn_resnet50_fpn_v2-0"], tmp_path / "c")
     every = {it.image_id: full.propose(it) for it in items}
     assert (full.cache.hits, full.cache.misses) == (0, len(items)) and full.model is not None
+    assert json.loads((full.cache.dir / "key.json").read_text())["model"] == "fasterrcnn_resnet50_fpn_v2"
     for it in items:
         boxes = every[it.image_id]
         assert 0 < len(boxes) <= 12 and all(b.mask is None and b.label for b in boxes)
@@ -95,9 +96,9 @@ def test_the_key_follows_weights_and_output_options(weights, tmp_path):
             detector(weights["maskrcnn_resnet50_fpn_v2-0"], tmp_path, model="maskrcnn_resnet50_fpn_v2").cache.dir}
     assert len(dirs) == 6
     assert detector(weights["fasterrcnn_resnet50_fpn_v2-0"], tmp_path, score_threshold=0.3, max_count=5).cache.dir == base.cache.dir
-    key = json.loads((base.cache.dir / "key.json").read_text())
     from refbench import sha256
-    assert key["weights_sha256"] == sha256(weights["fasterrcnn_resnet50_fpn_v2-0"])
+    assert base.cache.key["weights_sha256"] == sha256(weights["fasterrcnn_resnet50_fpn_v2-0"])
+    assert not base.cache.dir.exists()  # a key folder appears with its first entry
 
 
 def test_torchvisions_own_weights_from_the_hub_cache(weights, items, tmp_path):
@@ -117,7 +118,7 @@ def test_mask_rcnn_masks_and_the_mattnet_export(weights, items, tmp_path):
     proposed = {it.image_id: live.propose(it) for it in items}
     for it in items:
         assert all(b.mask["size"] == [it.height, it.width] and decode_mask(b.mask).any() for b in proposed[it.image_id])
-    assert export_main([str(tmp_path / "c"), str(tmp_path / "dets.json"), "--masks", str(tmp_path / "masks.json")]) == 0
+    assert main(["export-dets", str(tmp_path / "c"), str(tmp_path / "dets.json"), "--masks", str(tmp_path / "masks.json")]) == 0
     rows = json.loads((tmp_path / "dets.json").read_text())
     assert set(rows[0]) == {"det_id", "box", "image_id", "category_id", "category_name", "score"}
     assert [r["det_id"] for r in rows] == list(range(1, len(rows) + 1))
@@ -224,5 +225,8 @@ def test_bad_input_is_one_line(weights, sam_folder, synth_root, items, tmp_path,
     assert export_main([str(entry.parent), str(tmp_path / "out.json")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unreadable cache entry" in err and not (tmp_path / "out.json").exists()
+    sam(weights, sam_folder, tmp_path / "c", inner, outside="clip", multimask_output=True).propose(it)  # a second key
     with pytest.raises(RefbenchError, match="holds 2 cached proposal sets"):
         export(tmp_path / "c" / "sam_masks", tmp_path / "out.json")
+    assert main(["export-dets", str(tmp_path / "c"), str(tmp_path / "out.json")]) == 2
+    assert "holds 2 cached proposal sets" in capsys.readouterr().err

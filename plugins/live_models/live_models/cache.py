@@ -82,13 +82,18 @@ class Cache:
         self.dir = self.folder / self.component / digest(self.key)[:16]
 
     def open(self) -> None:
-        """Create the key folder and its ``key.json``; one line when the folder cannot be written."""
+        """Check, before any image, that the cache folder can be written: one line if not. The key
+        folder and its ``key.json`` are written with the first entry."""
         try:
-            if not (self.dir / "key.json").is_file():
-                write_atomic(self.dir / "key.json", json.dumps({"component": self.component, **self.key}, indent=1, sort_keys=True))
+            self.folder.mkdir(parents=True, exist_ok=True)
+            writable = os.access(self.folder, os.W_OK)
         except OSError as exc:
-            raise RefbenchError(f"cache folder {self.folder} cannot be written ({exc.strerror or exc})",
-                                "set the component's cache: option to a writable folder, or REFBENCH_CACHE") from None
+            writable, why = False, exc.strerror or str(exc)
+        else:
+            why = "not writable"
+        if not writable:
+            raise RefbenchError(f"cache folder {self.folder} cannot be written ({why})",
+                                "set the component's cache: option to a writable folder, or REFBENCH_CACHE")
 
     def entry(self, item: ImageItem, extra: Any = None) -> Path:
         """The file of ``item``'s entry (``extra``: the input besides the image, e.g. boxes to refine)."""
@@ -118,6 +123,8 @@ class Cache:
 
     def put(self, item: ImageItem, boxes: list[Box], extra: Any = None, category_ids: list[int] | None = None) -> None:
         """Write ``item``'s entry atomically (no fsync: an entry lost to a power cut is computed again)."""
+        if not (self.dir / "key.json").is_file():
+            write_atomic(self.dir / "key.json", json.dumps({"component": self.component, **self.key}, indent=1, sort_keys=True))
         write_atomic(self.entry(item, extra), json.dumps(entry_json(item, boxes, category_ids)), durable=False)
 
     def report(self) -> str | None:

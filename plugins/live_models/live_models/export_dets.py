@@ -1,6 +1,7 @@
 """A proposals cache written out in MAttNet's detections format, for the ``detections`` proposer.
 
-    python -m live_models.export_dets CACHE OUT_dets.json [--masks OUT_masks.json]
+    refbench export-dets CACHE OUT_dets.json [--masks OUT_masks.json]
+    python -m live_models.export_dets CACHE OUT_dets.json [--masks OUT_masks.json]   (the same)
 
 ``CACHE`` is one key folder of :mod:`live_models.cache` (run.json records it as the proposer's
 ``cache``), or a folder above exactly one such folder. ``OUT_dets.json`` is a JSON list of ``{det_id,
@@ -21,8 +22,6 @@ from typing import Any
 
 from refbench import RefbenchError, write_atomic
 
-from .cache import read_entry
-
 FIX = "point it at the cache folder a run recorded (run.json: data.proposer.cache)"
 
 
@@ -42,6 +41,8 @@ def key_folder(path: Path) -> Path:
 
 def export(cache: Path, out: Path, masks: Path | None = None) -> dict[str, int]:
     """Write the detections (and masks) of ``cache``; returns the images and detections written."""
+    from .cache import read_entry  # numpy and pycocotools, only when exporting (the CLI adds this command at each start)
+
     folder = key_folder(cache)
     per_image: dict[int, tuple[dict[str, Any], list[Any]]] = {}
     for path in sorted(folder.glob("*-*.json")):
@@ -73,21 +74,38 @@ def export(cache: Path, out: Path, masks: Path | None = None) -> dict[str, int]:
     return {"images": len(per_image), "detections": len(dets)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command line; bad input is one line and exit status 2."""
-    p = argparse.ArgumentParser(prog="python -m live_models.export_dets", description=__doc__.split("\n\n")[0])
+def arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The command's arguments, on ``p``."""
     p.add_argument("cache", type=Path, help="a proposals cache folder (run.json: data.proposer.cache)")
     p.add_argument("out", type=Path, help="the detections file to write (MAttNet's format)")
     p.add_argument("--masks", type=Path, help="also write the masks (MAttNet's *_masks.json format)")
-    args = p.parse_args(argv)
-    try:
-        counts = export(args.cache, args.out, args.masks)
-    except RefbenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return p
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    """``refbench export-dets``, through refbench's ``refbench_add_commands`` hook."""
+    p = subparsers.add_parser("export-dets", help="write a torchvision_detector or sam_masks cache as MAttNet detections "
+                                                  "(live_models plugin)")
+    arguments(p).set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export, and say what was written; a :class:`refbench.RefbenchError` for bad input."""
+    counts = export(args.cache, args.out, args.masks)
     print(f"wrote {counts['detections']} detections of {counts['images']} images to {args.out}"
           + (f" (masks: {args.masks})" if args.masks else ""))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m live_models.export_dets``: bad input is one line and exit status 2."""
+    args = arguments(argparse.ArgumentParser(prog="python -m live_models.export_dets", description=__doc__.split("\n\n")[0])
+                     ).parse_args(argv)
+    try:
+        return run(args)
+    except RefbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -17,6 +17,13 @@ def refbench_grounders():
 
 
 @hookimpl
+def refbench_add_commands(subparsers):
+    from .export_dets import add_command  # argparse only; the export imports its modules when it runs
+
+    add_command(subparsers)
+
+
+@hookimpl
 def refbench_proposers():
     return {
         "torchvision_detector": "live_models.proposals:TorchvisionDetector",
