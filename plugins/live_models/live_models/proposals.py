@@ -93,11 +93,12 @@ def weights_file(o: DetectorOptions, fetch: bool = False) -> Path:
     if path.is_file() or (not fetch and o.download and not _offline()):  # checked before a run: fetched when it starts
         return path
     if fetch and o.download and not _offline():
-        from torch.hub import download_url_to_file
+        from torch.hub import HASH_REGEX, download_url_to_file
 
+        found = HASH_REGEX.search(path.name)  # torchvision's file names carry their sha256's first digits
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            download_url_to_file(weights.url, str(path), progress=False)
+            download_url_to_file(weights.url, str(path), hash_prefix=found.group(1) if found else None, progress=False)
             return path
         except Exception as exc:  # no network, proxy, disk: all mean the same here
             why = f"could not be downloaded ({type(exc).__name__})"

@@ -81,7 +81,7 @@ class SamMasks(Proposer):
         root = o.cache or default_folder()
         files = sorted(p for p in self.folder.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".json"))
         key = {"model": o.model, "files_sha256": {p.name: weights_sha256(p, root) for p in files},
-               "multimask_output": o.multimask_output, "mask_threshold": o.mask_threshold, "outside": o.outside,
+               "multimask_output": o.multimask_output, "mask_threshold": o.mask_threshold,  # each entry's digest holds its boxes
                "device": self.device.type, "precision": str(self.dtype).removeprefix("torch.")}
         self.cache = Cache(root, "sam_masks", key, o.reuse)
         self.cache.open()
