@@ -39,7 +39,9 @@ def parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="rich table over every completed run, with published reference rows")
     lb.add_argument("--results", default=results_default)
     lb.add_argument("--benchmark", help="only this benchmark name or data set key (e.g. synthref/unc)")
-    lb.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
+    lb.add_argument("--format", choices=["table", "markdown", "csv", "json", "html"], default="table",
+                    help="html: one self-contained page with the tables and a plot of each accuracy's 95%% interval")
+    lb.add_argument("--out", metavar="PATH", help="write the leaderboard here (atomically) instead of to stdout")
     lb.add_argument("--latest", action="store_true", help="only the newest run of each benchmark and method")
     lb.add_argument("--no-reported", action="store_true", help="leave out published reference rows")
     lb.add_argument("--wide", action="store_true", help="every column in full, even if wider than the terminal")

@@ -83,8 +83,24 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     rows = collect(_store(args), args.benchmark, reported=not args.no_reported,
                    warn=lambda s: errors.print(f"[yellow]warning:[/] {escape(s)}", soft_wrap=True), latest=args.latest,
                    metric=args.metric)
-    text = render(rows, args.format, console, wide=True if args.wide else None, ci=args.ci)
-    if text is not None:
+    if args.format == "html":
+        from .leaderboard_page import page
+
+        text = page(rows, "refbench leaderboard" + (f": {args.benchmark}" if args.benchmark else ""), ci=args.ci)
+    elif args.out and args.format == "table":
+        raise RefbenchError("--out writes markdown, csv, json or html, not the terminal table",
+                            "add --format html (or markdown, csv, json)")
+    else:
+        text = render(rows, args.format, console, wide=True if args.wide else None, ci=args.ci)
+    if text is not None and args.out:
+        from .files import write_atomic
+
+        out = Path(args.out)
+        if not out.parent.is_dir():
+            raise RefbenchError(f"no folder {out.parent} for --out {out}", "create it or pick another path")
+        write_atomic(out, text if text.endswith("\n") else text + "\n")
+        console.print(f"wrote {out}", highlight=False)
+    elif text is not None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
