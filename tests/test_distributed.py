@@ -16,7 +16,8 @@ from refbench.config import load_config
 from refbench.errors import RefbenchError
 from refbench.results import Store, read_record
 from refbench.run import run_benchmark
-from refbench.run.distributed import agreement, shard
+from refbench.run.distributed import agreement
+from refbench.run.world import shard
 from refbench.run.merge import merge, rank_files
 from refbench.synth import SynthSpec, generate
 

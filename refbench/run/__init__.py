@@ -19,7 +19,7 @@ _EXPORTS = {
     "Proposals": "proposals", "propose_all": "proposals",
     "Placement": "place", "placement": "place", "worker_count": "place",
     "load_image": "prepare", "evaluate": "session", "run_benchmark": "session", "join_tensors": "transfer",
-    "World": "distributed",
+    "World": "world",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -32,9 +32,9 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from .components import Bench, Method, build, build_component, build_parts
-    from .distributed import World
     from .place import Placement, placement, worker_count
     from .prepare import load_image
     from .proposals import Proposals, propose_all
     from .session import evaluate, run_benchmark
     from .transfer import join_tensors
+    from .world import World

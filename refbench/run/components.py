@@ -32,6 +32,13 @@ class Method:
         """Whether preparing an image for this method decodes it."""
         return self.uses_views or (self.grounder is not None and self.grounder.uses_image)
 
+    @property
+    def on_gpu(self) -> bool:
+        """Whether this method's model runs on a GPU (its scorer's or grounder's ``on_gpu``): it is then
+        run in the main process, never in a forked worker."""
+        part = self.scorer or self.grounder
+        return part is not None and part.on_gpu
+
     def describe(self) -> dict[str, Any]:
         part = self.scorer or self.combinator or self.grounder
         return part.describe() if part is not None else {}

@@ -16,40 +16,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-from datetime import timedelta
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..errors import RefbenchError
 from ..interfaces import ImageItem
-from ..journal import Journal, JournalRepair
+from ..journal import Journal
 from ..results import RUN_FILE, Run, Store, read_record
-from . import merge
+from . import lifecycle, merge
+from .place import placement
+from .world import World
 
 if TYPE_CHECKING:
     from .components import Bench
     from .proposals import Proposals
-
-
-def cpu_share() -> int:
-    """CPUs this process may use: all of them, or under torchrun an equal share per local rank."""
-    cpus = os.cpu_count() or 1
-    return max(1, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))) if launched() else cpus
-
-
-def launched() -> bool:
-    """Whether torchrun (or any env:// launcher) started this process as one of several ranks."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
-
-
-def shard(items: Sequence[ImageItem], rank: int, world: int) -> list[ImageItem]:
-    """This rank's images: every ``world``-th of the list sorted by image id, from the ``rank``-th.
-    The same on every rank, whatever order the data set lists images in. The runner shards the
-    images that remain, so a rerun after a death spreads what is left evenly too."""
-    return sorted(items, key=lambda it: it.image_id)[rank::world]
 
 
 def fingerprint(digest: str, record: dict[str, Any]) -> tuple[str, str]:
@@ -72,84 +53,13 @@ def agreement(prints: Sequence[tuple[str, str]]) -> RefbenchError | None:
     return None
 
 
-@dataclass
-class World:
-    """This process's place in a ``torchrun`` group, and the few collectives the runner needs (a
-    plugin's training loop may use it too): :meth:`detect` it, :meth:`prepare` before building
-    models, :meth:`join` the group, and :meth:`leave` it at the end."""
-
-    rank: int
-    size: int
-    local_rank: int
-    backend: str = ""  # set by join: "nccl" or "gloo"
-
-    @property
-    def main(self) -> bool:
-        """Rank 0: the one that writes shared files."""
-        return self.rank == 0
-
-    @classmethod
-    def detect(cls) -> World | None:
-        """The torchrun world from the environment (an instance of the class it is called on, e.g. a
-        training loop's subclass), or None for a single process."""
-        if not launched():
-            return None
-        return cls(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
-
-    def prepare(self, threads: int | None = None) -> None:
-        """Before any model is built: this rank's GPU (``LOCAL_RANK``) and ``threads`` CPU threads
-        (default: its share of the machine's CPUs)."""
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.set_device(self.local_rank % torch.cuda.device_count())
-        torch.set_num_threads(threads or cpu_share())
-
-    def join(self, cuda: bool) -> None:
-        """Join the group: NCCL when this rank's models are on CUDA, else gloo."""
-        import torch.distributed as dist
-
-        self.backend = "nccl" if cuda else "gloo"
-        if not dist.is_initialized():  # ranks wait for the slowest at the end: a day, not the default half hour
-            dist.init_process_group(self.backend, timeout=timedelta(hours=24))
-
-    def shard(self, items: Sequence[ImageItem]) -> list[ImageItem]:
-        """This rank's share of ``items``: every world-th by image id (:func:`shard`)."""
-        return shard(items, self.rank, self.size)
-
-    def leave(self) -> None:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-    def gather(self, value: Any) -> list[Any]:
-        import torch.distributed as dist
-
-        out: list[Any] = [None] * self.size
-        dist.all_gather_object(out, value)
-        return out
-
-    def broadcast(self, value: Any) -> Any:
-        import torch.distributed as dist
-
-        box = [value]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def barrier(self) -> None:
-        self.gather(None)  # an all-gather is a barrier on every backend, without NCCL's device guess
-
-
-
-
 Stream = Callable[[list[ImageItem], Journal, "set[tuple[Any, Any]]", Any, int], dict[str, Any]]  # todo, journal, done, placement, images
 
 
 def run_ranked(world: World, bench: Bench, items: list[ImageItem], proposals: Proposals, record: dict[str, Any], store: Store,
                open_run: Callable[[], Run], stream: Stream, announce: Callable[[str], None]) -> Run:
     """This rank's part of one benchmark; every rank returns the completed run."""
-    world.join(cuda=any(m.scorer is not None and m.scorer.on_gpu for m in bench.methods))
+    world.join(cuda=any(m.on_gpu for m in bench.methods))
     try:
         problem = agreement(world.gather(fingerprint(bench.config.digest(), record)))
         if problem is not None:  # before any run folder is opened: nothing to merge
@@ -176,8 +86,6 @@ def run_ranked(world: World, bench: Bench, items: list[ImageItem], proposals: Pr
 
 def _ranked(world: World, bench: Bench, items: list[ImageItem], proposals: Proposals, run_dir: Path, run: Run | None,
             stream: Stream, announce: Callable[[str], None]) -> Run:
-    from .place import placement
-
     config = bench.config
     blind = [r for r, sees in enumerate(world.gather((run_dir / RUN_FILE).is_file())) if not sees]
     if blind:
@@ -187,35 +95,28 @@ def _ranked(world: World, bench: Bench, items: list[ImageItem], proposals: Propo
     world.barrier()  # every journal repaired before any rank reads or appends
     done = merge.done_pairs(run_dir)
     world.barrier()  # every rank has read the same journals before any rank appends
-    method_ids = [m.id for m in bench.methods]
-    todo = shard([it for it in items if any((m, r.sent_id) not in done for r in it.refs for m in method_ids)],
-                 world.rank, world.size)  # what remains, so a rerun is balanced too
+    todo = world.shard(lifecycle.remaining(bench, items, done))  # what remains, so a rerun is balanced too
     place = placement(config.runner, bench.methods)
     plans = world.gather({"images": len(todo), **place.describe(len(todo))})
     session: dict[str, Any] = {}
     if run is not None:
-        if done or repairs:
-            announce(f"resuming run {run.id}: {len(done)} predictions kept"
-                     + "".join(f"; {r.describe()} taken out of {name}" for name, r in repairs.items()))
-        if config.proposer is not None and config.proposer.invalid == "drop":
-            run.record_proposals(proposals.summary("drop"))
-        session = run.start_session(kept=len(done), images=sum(p["images"] for p in plans),
-                                    placement={"ranks": world.size, "per_rank": plans}, repair=JournalRepair())
-        if repairs:
-            session["journal_repair"] = {name: r.as_dict() for name, r in repairs.items()}
-            run.save()
+        lifecycle.resumed(run, done, repairs, announce)
+        session = lifecycle.begin(bench, run, proposals, kept=len(done), images=sum(p["images"] for p in plans),
+                                  placement={"ranks": world.size, "per_rank": plans}, repairs=repairs)
     start = time.perf_counter()
     counts = stream(todo, Journal(merge.rank_journal(run_dir, world.rank)), done, place, len(todo))
     per_rank = world.gather(counts)  # every rank's journal synced
+    reports = world.gather(lifecycle.reports(bench))  # each rank's grounders and proposer saw only its images
     if run is not None:
         scored = time.perf_counter()
-        merged = merge.merge(run_dir, {(m, r.sent_id) for it in items for r in it.refs for m in method_ids})
+        merged = merge.merge(run_dir, {(m.id, r.sent_id) for it in items for r in it.refs for m in bench.methods})
         wall, images = time.perf_counter() - start, sum(p["images"] for p in plans)
-        run.complete(session, expected=len(method_ids) * sum(len(it.refs) for it in items), uncertainty=config.uncertainty,
-                     wall_s=round(wall, 3), written=sum(c["written"] for c in per_rank), views=sum(c["views"] for c in per_rank),
-                     images_per_s=round(images / wall, 2) if wall > 0 else None,
-                     rank_wall_s=[c["wall_s"] for c in per_rank], merge_s=round(time.perf_counter() - scored, 3),
-                     merge={k: v for k, v in merged.items() if k != "predictions"})
+        lines = [(f"{who} (rank {rank})", line) for rank, lines in enumerate(reports) for who, line in lines]
+        lifecycle.finish(bench, run, session, items, proposals, lines, announce,
+                         wall_s=round(wall, 3), written=sum(c["written"] for c in per_rank),
+                         views=sum(c["views"] for c in per_rank), images_per_s=round(images / wall, 2) if wall > 0 else None,
+                         rank_wall_s=[c["wall_s"] for c in per_rank], merge_s=round(time.perf_counter() - scored, 3),
+                         merge={k: v for k, v in merged.items() if k != "predictions"})
         merge.drop_rank_files(run_dir)  # only now that run.json says complete
     world.barrier()
     return run if run is not None else Run(run_dir, read_record(run_dir))

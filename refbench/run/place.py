@@ -10,7 +10,7 @@ Two placements:
   OpenMP's thread pool does not survive a fork.
 
 Under torchrun, "the CPUs" are this rank's equal share of the machine's (see
-:func:`~refbench.run.distributed.cpu_share`).
+:func:`~refbench.run.world.cpu_share`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from ..config import RunnerConfig
 from ..errors import RefbenchError
 from .components import Method
-from .distributed import cpu_share
+from .world import cpu_share
 
 MAX_AUTO_WORKERS = 8  # model copies (worker scoring) or preparing processes that ``auto`` starts at most
 
@@ -52,7 +52,7 @@ def placement(runner: RunnerConfig, methods: Sequence[Method]) -> Placement:
     there are 2 to 8 CPUs (one single-threaded pipeline per CPU uses them all; beyond that, one
     thread per worker would leave cores idle). Then ``workers: auto`` is one per CPU."""
     cpus = cpu_share()
-    gpu = [m.id for m in methods if m.scorer is not None and m.scorer.on_gpu]
+    gpu = [m.id for m in methods if m.on_gpu]
     if runner.scoring == "workers" and gpu:
         raise RefbenchError(f"runner.scoring is workers, but method {gpu[0]!r} runs on a GPU",
                             "use runner.scoring: main or auto (GPU models are scored in the main process)")

@@ -16,13 +16,14 @@ from ..metrics import summarize
 from ..protocol import conventions
 from ..journal import Journal
 from ..results import Run, Store, new_record
-from . import merge
+from . import lifecycle, merge
 from .components import Bench, Method, build
-from .distributed import World, run_ranked
+from .distributed import run_ranked
 from .place import Placement, placement
 from .proposals import Proposals, candidates, propose_for
 from .record import Recorder, judge_images
 from .stream import score_stream
+from .world import World
 
 ProgressFn = Callable[[int, int, int], None]  # images done, images total, phrases written
 Announce = Callable[[str], None]
@@ -141,34 +142,19 @@ def _stream(bench: Bench, todo: list[ImageItem], proposals: Proposals, journal: 
 
 def _execute(bench: Bench, items: list[ImageItem], proposals: Proposals, run: Run, progress: ProgressFn | None,
              announce: Announce) -> Run:
-    config = bench.config
     if merge.rank_files(run.dir):  # a distributed run continued by one process: its journals become one
         merged = merge.merge(run.dir, repair=True)
         merge.drop_rank_files(run.dir)
         announce(f"run {run.id}: merged {merged['journals']} journals of its torchrun ranks into {run.journal.path.name}")
     repair, done = run.journal.repair()
-    if done or repair:
-        rejected = " (kept in predictions.rejected)" if repair.corrupt_lines or repair.duplicate_lines else ""
-        announce(f"resuming run {run.id}: {len(done)} predictions kept"
-                 + (f"; {repair.describe()} taken out of the journal{rejected}" if repair else ""))
-    method_ids = [m.id for m in bench.methods]
-    todo = [it for it in items if any((m, r.sent_id) not in done for r in it.refs for m in method_ids)]
-    place = placement(config.runner, bench.methods)
-    if config.proposer is not None and config.proposer.invalid == "drop":
-        run.record_proposals(proposals.summary("drop"))
-    session = run.start_session(kept=len(done), images=len(todo), placement=place.describe(len(todo)), repair=repair)
+    lifecycle.resumed(run, done, {run.journal.path.name: repair}, announce)
+    todo = lifecycle.remaining(bench, items, done)
+    place = placement(bench.config.runner, bench.methods)
+    session = lifecycle.begin(bench, run, proposals, kept=len(done), images=len(todo), placement=place.describe(len(todo)),
+                              repairs={run.journal.path.name: repair})
     counts = _stream(bench, todo, proposals, run.journal, done, place, progress, len(items))
     wall = counts["wall_s"]
-    run.complete(session, expected=len(method_ids) * sum(len(i.refs) for i in items), uncertainty=config.uncertainty,
-                 wall_s=wall, written=counts["written"], views=counts["views"],
-                 images_per_s=round(len(todo) / wall, 2) if wall > 0 else None)
-    for m in bench.methods:
-        line = m.grounder.report() if m.grounder is not None else None
-        if line:
-            announce(f"method {m.id}: {line}")
-    line = bench.proposer.report() if bench.proposer is not None else None
-    if line:
-        announce(f"proposer: {line}")
-    if proposals.dropped:
-        announce(f"dropped {proposals.describe_drops()} (proposer.invalid: drop); counts per image in {run.dir / 'run.json'}")
+    lifecycle.finish(bench, run, session, items, proposals, lifecycle.reports(bench), announce,
+                     wall_s=wall, written=counts["written"], views=counts["views"],
+                     images_per_s=round(len(todo) / wall, 2) if wall > 0 else None)
     return run
