@@ -154,7 +154,7 @@ def test_refused_connections_stop_with_one_line_and_the_rerun_resumes(baseline, 
     assert len(err) == 1 and f"endpoint http://127.0.0.1:{port}/v1/models failed: ConnectError" in err[0], err
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())  # nothing started
 
-    server = serve("--exit-after", "10", port=port)  # answers 10 phrases (and any in the next 0.1 s), then stops listening
+    server = serve("--exit-after", "40", port=port)  # answers 40 phrases (and any in the next 0.1 s), then stops listening
     assert run(write_config, text, tmp_path / "r") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"endpoint http://127.0.0.1:{port}/v1/chat/completions failed: " in err[0], err
