@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     # interfaces and data
     "Component": "interfaces", "Options": "interfaces", "Dataset": "interfaces", "Proposer": "interfaces",
-    "Prompter": "interfaces", "Scorer": "interfaces", "EmbeddingScorer": "interfaces", "Combinator": "interfaces",
+    "Prompter": "prompter", "Scorer": "interfaces", "EmbeddingScorer": "interfaces", "Combinator": "interfaces",
     "Grounder": "interfaces",
     "ImageItem": "items", "Ref": "items", "Annotation": "items", "Answer": "items", "ScoreRequest": "items",
     # declared coordinate formats
@@ -27,8 +27,8 @@ _EXPORTS: dict[str, str] = {
     "box_problem": "boxes", "check_boxes": "boxes",
     # masks
     "annotation_boxes": "masks", "box_rle": "masks", "decode_mask": "masks", "mask_rle": "masks", "with_mask": "masks",
-    # a prompter's tensor path
-    "tensor_args": "tensors", "rect_masks": "tensors",
+    # what a prompter draws on, and helpers for its tensor path
+    "Canvas": "canvas", "tensor_args": "tensors", "rect_masks": "tensors",
     # errors and hooks
     "RefbenchError": "errors", "hookimpl": "hookspecs",
     # files
@@ -60,6 +60,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from .canvas import Canvas
     from .boxes import Box, IoUConvention, as_array, box_problem, check_boxes, iou, iou_matrix
     from .config import (BenchmarkConfig, ComponentSpec, ProposerSpec, ProtocolConfig, RunnerConfig, Workers, config_digest,
                          load_config, load_yaml)
@@ -68,8 +69,8 @@ if TYPE_CHECKING:
     from .hookspecs import hookimpl
     from .masks import annotation_boxes, box_rle, decode_mask, mask_rle, with_mask
     from .tensors import rect_masks, tensor_args
-    from .interfaces import (Combinator, Component, Dataset, EmbeddingScorer, Grounder, Options, Prompter, Proposer,
-                             Scorer)
+    from .interfaces import Combinator, Component, Dataset, EmbeddingScorer, Grounder, Options, Proposer, Scorer
+    from .prompter import Prompter
     from .formats import BoxFormat
     from .items import Annotation, Answer, ImageItem, Ref, ScoreRequest
     from .provenance import package_versions

@@ -17,9 +17,8 @@ from .boxes import Box
 from .component import Component, Options
 from .errors import RefbenchError
 from .items import Annotation, Answer, ImageItem, Ref, ScoreRequest
+from .prompter import Prompter
 
-if TYPE_CHECKING:
-    import torch
 
 __all__ = ["Annotation", "Answer", "Combinator", "Component", "Dataset", "EmbeddingScorer", "Grounder", "ImageItem", "Options",
            "Prompter", "Proposer", "Ref", "ScoreRequest", "Scorer"]
@@ -65,80 +64,6 @@ class Proposer(Component, ABC):
         """A line for the end of a run, after every image was proposed: e.g. how many images a cache
         of proposals served. Not recorded in run.json (it may differ when a run is resumed)."""
         return None
-
-
-class Prompter(Component, ABC):
-    """Turns an image and its candidate boxes into one view per box (the visual prompt).
-
-    ``render`` is the reference path. A prompter whose views keep the image's size may also
-    offer :meth:`render_resized`, which a scorer uses to draw on an image already resized to
-    the model's input (``views: resized`` in the clip scorer). Both run in worker processes,
-    one call at a time per process. A prompter may also offer :meth:`render_tensor`, the same
-    views drawn with torch ops on a batch of images already on the model's device (``views:
-    device`` in the clip scorer); it runs in the process that holds the model.
-    """
-
-    #: True when :meth:`render_resized` is implemented.
-    renders_resized: ClassVar[bool] = False
-    #: True when :meth:`render_tensor` is implemented.
-    renders_tensor: ClassVar[bool] = False
-    #: When set, every view equals the image except within this many pixels (plus one, for rounding)
-    #: of its box, clipped to the image (or at the image's pixel nearest a box outside it), and
-    #: depends only on the image and its own box: a scorer may then recompute only there, and ask
-    #: :meth:`render_windows` for some of the boxes only (the clip scorer's exact views do).
-    #: None: views may differ anywhere.
-    draws_within_box: ClassVar[int | None] = None
-
-    #: True when the views are drawn from each candidate's mask (:attr:`Box.mask`): the runner then
-    #: checks, before it starts, that every candidate has one, and names where masks come from if not.
-    needs_masks: ClassVar[bool] = False
-
-    #: Phrases are cut to this many characters before the template is applied (as the method's
-    #: original code fed its tokeniser); None: whole phrases.
-    phrase_chars: ClassVar[int | None] = None
-
-    #: The text template of the method this prompt comes from (``{}`` is the phrase), e.g.
-    #: ``"{} is in red color."``; a scorer that formats phrases applies it unless its own config sets one.
-    template: ClassVar[str | None] = None
-
-    @abstractmethod
-    def render(self, image: Image.Image, boxes: Sequence[Box]) -> list[Image.Image]:
-        """One view per box, in order. Must not modify ``image``."""
-
-    def render_windows(self, image: Image.Image, boxes: Sequence[Box],
-                       windows: Sequence[tuple[int, int, int, int]]) -> list[np.ndarray]:
-        """Each view's pixels within ``windows[i] = (x0, y0, x1, y1)`` (half-open, non-empty, inside the
-        image): ``[y1 - y0, x1 - x0, 3]`` uint8 RGB, what :meth:`render` draws there. A scorer that
-        needs only part of each view asks for it. The default renders each view whole and cuts the
-        window out; a prompter whose views keep the image's size may draw only the windows instead."""
-        views = self.render(image, boxes)
-        if any(v.size != image.size for v in views):
-            raise RefbenchError(f"prompter {type(self).__name__} draws views of another size than the image, so it has no windows",
-                                "draw views of the image's size, or leave draws_within_box unset")
-        return [np.asarray(v.convert("RGB"))[y0:y1, x0:x1] for v, (x0, y0, x1, y1) in zip(views, windows)]
-
-    def render_resized(self, image: np.ndarray, boxes: Sequence[Box], scale: float,
-                       out: np.ndarray | None = None) -> np.ndarray:
-        """Views drawn on an image already resized by ``scale`` (``H x W x 3`` uint8), boxes given in
-        its pixels; returns ``[len(boxes), H, W, 3]`` uint8, written into ``out`` when given (any
-        array of that shape, e.g. a transposed view of a channels-first batch). Sizes drawn in
-        pixels (outlines) scale by ``scale``. Only when :attr:`renders_resized` is True."""
-        raise RefbenchError(f"prompter {type(self).__name__} draws only on the full image",
-                            "use the scorer's exact views (views: exact)")
-
-    def render_tensor(self, images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-        """:meth:`render`'s views drawn with torch ops, batched over boxes and images, on the device
-        the images are on (e.g. the model's GPU). Only when :attr:`renders_tensor` is True.
-
-        ``images``: uint8 ``[B, 3, H, W]`` RGB (any strides; ``[3, H, W]`` is one image), all of one
-        size. ``boxes``: ``[N, 4]`` xywh in those images' pixels, float64 (the coordinates a
-        :class:`Box` holds), on the images' device. ``index``: ``[N]`` int64 on that device, the image
-        each box is drawn on (None: every box on image 0). Returns ``[N, 3, H, W]`` uint8 on that
-        device, ``views[i]`` the view of ``boxes[i]`` on ``images[index[i]]``: the pixels
-        :meth:`render` draws for it (a prompter documents any difference). Must not modify ``images``.
-        """
-        raise RefbenchError(f"prompter {type(self).__name__} draws only with PIL and numpy (no tensor path)",
-                            "use the scorer's exact views (views: exact)")
 
 
 class Scorer(Component, ABC):

@@ -1,5 +1,6 @@
 """Exact views recomputed only where each box reaches are bit-identical to the full exact path."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -24,15 +25,14 @@ class Shade(GreenShade):
 
 
 class Halo(GreenShade):
-    """Draws 3 pixels beyond each box as well, and declares it (the margin a prompter may declare).
-    It overrides ``render`` only: its windows are then its views cut (the default's way), not
-    GreenShade's drawing."""
+    """Draws 3 pixels beyond each box as well, and declares it (the margin a prompter may declare):
+    its own ``draw``, GreenShade's on grown boxes, from which its windows are drawn too."""
 
     draws_within_box = 3
 
-    def render(self, image, boxes):
-        grown = [Box(b.x - 3, b.y - 3, b.w + 6, b.h + 6) for b in boxes]
-        return super().render(image, grown)
+    def draw(self, canvas):
+        grown = canvas.boxes + canvas.boxes.new_tensor([-3, -3, 6, 6])
+        return super().draw(dataclasses.replace(canvas, boxes=grown))
 
 
 class Anywhere(GreenShade):

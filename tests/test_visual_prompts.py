@@ -4,6 +4,7 @@ per-pixel definition), option checks, and a run through the real runner."""
 
 import io
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -191,7 +192,7 @@ def test_resized_paths_draw_what_the_full_paths_draw():
         assert np.array_equal(channels_first, exact.transpose(0, 3, 1, 2))
     thin = RedCircle().render_resized(image, [Box(2, 2, 16, 16)], scale=0.25)[0]  # 2 px * 0.25 -> at least 1 px
     assert np.array_equal((thin != image).any(-1), _ring_reference((h, w), Box(2, 2, 16, 16), 1.0))
-    assert not Blur.renders_resized
+    assert not Blur().renders_resized
 
 
 # ---------------------------------------------------------------- green_shade, style: seed
@@ -296,3 +297,40 @@ def test_every_prompt_runs_and_sums_with_crop(synth_root, tmp_path, write_config
     assert n > 0 and all(sum(1 for r in rows if r["method"] == m) == n for m in ids)
     described = json.dumps(record)
     assert "{} is in red color." in described and "a photo of {}" in described
+
+
+def test_a_prompt_defined_once_by_draw_has_every_path(tmp_path):
+    """The outline example defines only ``draw``: its full, resized, windowed and tensor views are
+    the pixels a box outline should have, computed by hand."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "refbench-outline"))
+    try:
+        from refbench_outline import Outline
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(11)
+    image = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    boxes = [Box(5, 5, 20, 10), Box(30.4, 12.6, 15, 20)]
+    prompter = Outline(Outline.Options(width=3))
+    assert prompter.renders_resized and prompter.renders_tensor and prompter.draws_within_box == 0
+    full = np.stack([np.asarray(v) for v in prompter.render(Image.fromarray(image), boxes)])
+    expected = np.repeat(image[None], 2, 0)
+    for view, (x0, y0, x1, y1) in zip(expected, [(5, 5, 25, 15), (30, 13, 45, 33)]):  # corners rounded
+        ring = np.zeros((40, 50), bool)
+        ring[y0:y1, x0:x1] = True
+        ring[y0 + 3 : y1 - 3, x0 + 3 : x1 - 3] = False
+        view[ring] = (255, 0, 0)
+    assert np.array_equal(full, expected)
+    assert np.array_equal(prompter.render_resized(image, boxes, 1.0), full)
+    windows = [(3, 4, 27, 16), (29, 10, 50, 35)]
+    for patch, view, (x0, y0, x1, y1) in zip(prompter.render_windows(Image.fromarray(image), boxes, windows), full, windows):
+        assert np.array_equal(patch, view[y0:y1, x0:x1])
+    batch = torch.from_numpy(np.stack([image, image[::-1].copy()])).permute(0, 3, 1, 2)
+    xywh = torch.tensor([b.xywh for b in boxes], dtype=torch.float64)
+    views = prompter.render_tensor(batch, xywh, torch.tensor([0, 1])).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(views[0], full[0])
+    flipped = np.asarray(prompter.render(Image.fromarray(image[::-1].copy()), boxes[1:])[0])
+    assert np.array_equal(views[1], flipped)

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from pydantic import Field, model_validator
 
-from refbench import Box, Options, Prompter, RefbenchError, as_array, rect_masks, tensor_args
+from refbench import Box, Canvas, Options, Prompter, as_array
 
 if TYPE_CHECKING:
     import torch
@@ -29,9 +29,10 @@ def pixel_bounds(boxes: Sequence[Box], width: int, height: int) -> np.ndarray:
 class GreenShade(Prompter):
     """Fills the box with a colour at an opacity and outlines it (default limegreen, 0.5, 2 px).
 
-    ``style: seed`` draws as the original fine-tuning code wrote its views instead (see
-    :func:`seed_view`); such views exist only on the full image (no ``views: resized``) and only
-    with PIL and numpy (no ``views: device``).
+    The prompt is :meth:`draw`; refbench derives the full-image, resized, windowed and on-device
+    views from it. ``style: seed`` draws as the original fine-tuning code wrote its views instead
+    (see :func:`seed_view`); such views exist only on the full image (no ``views: resized``) and
+    only with PIL and numpy (no ``views: device``).
     """
 
     class Options(Options):
@@ -48,119 +49,51 @@ class GreenShade(Prompter):
                 raise ValueError("style seed draws OpenCV rectangles, which are at least 1 px wide: set outline >= 1")
             return self
 
+    draws_within_box = 0  # fill and outline stay inside each box's pixel bounds
+
     def __init__(self, options: Options | None = None) -> None:
         super().__init__(options)
         self._tint = np.asarray(self.options.colour, dtype=np.float32) * self.options.alpha  # float32, as numpy computes it
         if self.options.style == "seed":  # JPEG views: made on the full image only, and changed everywhere
-            self.renders_resized = False
-            self.renders_tensor = False
             self.draws_within_box = None
             self.phrase_chars = 150  # create_refexp_data.py cuts phrases to 150 characters
 
+    @property
+    def draws(self) -> bool:
+        """``style: seed`` views exist on the full image only: it draws them itself (:meth:`render`)."""
+        return self.options.style != "seed" and super().draws
+
     def render(self, image: Image.Image, boxes: Sequence[Box]) -> list[Image.Image]:
-        base = np.asarray(image.convert("RGB"))
         if self.options.style == "seed":
             o = self.options
+            base = np.asarray(image.convert("RGB"))
             return [jpeg_round_trip(seed_view(base, box, o.colour, o.alpha, o.outline)) for box in boxes]
-        views = self._shade_all(base, boxes, self.options.outline)
-        return [Image.fromarray(view) for view in views]
+        return super().render(image, boxes)
 
-    renders_resized = True
-    renders_tensor = True
-    draws_within_box = 0  # fill and outline stay inside each box's pixel bounds
-
-    def render_windows(self, image: Image.Image, boxes: Sequence[Box], windows: Sequence[tuple[int, int, int, int]]) -> list[np.ndarray]:
-        """:meth:`render`'s pixels within each window, drawn there only: the same bounds, and the same
-        blend, computed for the pixels inside each box's outline that fall in its window. A subclass
-        that draws its own views (overrides :meth:`render`) gets them cut instead."""
-        if self.options.style == "seed" or type(self).render is not GreenShade.render:
-            return super().render_windows(image, boxes, windows)  # a subclass's own views, cut
-        if not windows:
-            return []
-        base = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-        h, w = base.shape[:2]
-        t = self.options.outline
-        # each box's pixel bounds (corners lo, hi), then the box and its inside (within the outline)
-        # cut to each window, the box relative to the window
-        bounds = pixel_bounds(boxes, w, h)
-        lo, hi = bounds[:, :2], bounds[:, 2:]
-        win = np.array(windows, dtype=np.int64).reshape(-1, 4)
-        w_lo, w_hi = win[:, :2], win[:, 2:]
-        cuts = np.concatenate([np.maximum(lo, w_lo) - w_lo, np.minimum(hi, w_hi) - w_lo,
-                               np.maximum(lo + t, w_lo), np.minimum(hi - t, w_hi)], 1).tolist()
-        fill = np.empty((max(y1 - y0 for _, y0, _, y1 in windows), max(x1 - x0 for x0, _, x1, _ in windows), 3), np.uint8)
-        fill[:] = self.options.colour  # copied from, which is faster than broadcasting the colour into each box
-        patches = []
-        for (wx0, wy0, wx1, wy1), (ax0, ay0, ax1, ay1, ix0, iy0, ix1, iy1) in zip(windows, cuts):
-            patch = base[wy0:wy1, wx0:wx1].copy()
-            if t and ax0 < ax1 and ay0 < ay1:  # the outline: the box filled with the colour, its inside then blended over it
-                patch[ay0:ay1, ax0:ax1] = fill[: ay1 - ay0, : ax1 - ax0]
-            if ix0 < ix1 and iy0 < iy1:
-                patch[iy0 - wy0 : iy1 - wy0, ix0 - wx0 : ix1 - wx0] = self._blend(base[iy0:iy1, ix0:ix1])
-            patches.append(patch)
-        return patches
-
-    def render_resized(self, image: np.ndarray, boxes: Sequence[Box], scale: float, out: np.ndarray | None = None) -> np.ndarray:
-        """The same arithmetic as :meth:`render` on an image already resized to the model's input;
-        the outline shrinks by ``scale`` (at least 1 px)."""
-        if self.options.style == "seed":
-            raise RefbenchError("green_shade style seed draws only on the full image (its views are JPEG round trips)",
-                                "use the scorer's views: exact")
-        t = max(1, round(self.options.outline * scale)) if self.options.outline else 0
-        return self._shade_all(image, boxes, t, out)
-
-    def render_tensor(self, images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-        """:meth:`render`'s views with torch ops, bit-identical to them (the same bounds, the blend in
-        float64 as numpy computes it, rounded half to even)."""
-        if self.options.style == "seed":
-            raise RefbenchError("green_shade style seed draws only with PIL and numpy (its views are JPEG round trips)",
-                                "use the scorer's views: exact")
+    def draw(self, canvas: Canvas) -> torch.Tensor:
+        """The box blended with the colour at ``alpha`` (float64, as numpy computes it, rounded half to
+        even) inside a solid outline of ``outline`` pixels (at the canvas's scale, at least 1), drawn
+        inside the box's pixel bounds (:func:`pixel_bounds`: corners rounded half to even, clipped to
+        the image, at least 1 px)."""
         import torch
 
-        images, boxes, index = tensor_args(images, boxes, index)
-        h, w = images.shape[-2:]
-        x, y, bw, bh = boxes.unbind(1)
-        x0 = torch.round(x).clamp(0, w - 1).long()  # pixel_bounds, batched
-        y0 = torch.round(y).clamp(0, h - 1).long()
-        x1 = torch.maximum(torch.round(x + bw).clamp(-1, w).long(), x0 + 1).clamp(max=w)
-        y1 = torch.maximum(torch.round(y + bh).clamp(-1, h).long(), y0 + 1).clamp(max=h)
+        width, height = canvas.size
+        x, y, bw, bh = canvas.boxes.unbind(1)
+        x0 = torch.round(x).clamp(0, width - 1).long()  # pixel_bounds, batched
+        y0 = torch.round(y).clamp(0, height - 1).long()
+        x1 = torch.maximum(torch.round(x + bw).clamp(-1, width).long(), x0 + 1).clamp(max=width)
+        y1 = torch.maximum(torch.round(y + bh).clamp(-1, height).long(), y0 + 1).clamp(max=height)
         o = self.options
-        tint = torch.from_numpy(self._tint).to(images.device).double().view(1, 3, 1, 1)
-        blended = torch.round(images.double() * (1 - o.alpha) + tint).to(torch.uint8)  # per image, shared by its views
-        solid = torch.tensor(o.colour, dtype=torch.uint8, device=images.device).view(1, 3, 1, 1)
-        t = o.outline
-        box = rect_masks(x0, y0, x1, y1, h, w)
-        inner = rect_masks(x0 + t, y0 + t, x1 - t, y1 - t, h, w) if t else box
-        return torch.where(inner, blended[index], torch.where(box, solid, images[index]))
+        tint = torch.from_numpy(self._tint).to(canvas.device).double().view(1, 3, 1, 1)
+        def blended(pixels: torch.Tensor) -> torch.Tensor:
+            return torch.round(pixels.double() * (1 - o.alpha) + tint[0]).to(torch.uint8)
 
-    def _blend(self, pixels: np.ndarray) -> np.ndarray:
-        """``pixels`` (uint8) blended with the colour at ``alpha``: float64 sums rounded half to even."""
-        return np.rint(pixels * (1 - self.options.alpha) + self._tint).astype(np.uint8)
-
-    def _shade_all(self, image: np.ndarray, boxes: Sequence[Box], t: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Every box on its own copy of ``image`` (H x W x 3 uint8): the box blended with the colour at
-        ``alpha``, and a ``t``-pixel outline drawn inside it. A blended pixel depends only on the
-        image's pixel, so the blend is computed once per image (where any box is) and each view copies its
-        box from it: the box is filled with the solid colour, then the part inside the outline is
-        copied from the blend (two copies a view, whatever the outline)."""
-        h, w = image.shape[:2]
-        views = np.empty((len(boxes), h, w, 3), dtype=np.uint8) if out is None else out
-        if not len(boxes):
-            return views
-        bounds = pixel_bounds(boxes, w, h)
-        left, top = bounds[:, :2].min(0).tolist()  # blend only where some box is
-        right, bottom = bounds[:, 2:].max(0).tolist()
-        blended = self._blend(image[top:bottom, left:right])
-        solid = np.asarray(self.options.colour, dtype=np.uint8)
-        views[:] = image
-        for view, (x0, y0, x1, y1) in zip(views, bounds.tolist()):
-            if t:
-                view[y0:y1, x0:x1] = solid
-                x0, y0, x1, y1 = x0 + t, y0 + t, x1 - t, y1 - t
-                if x0 >= x1 or y0 >= y1:  # all outline
-                    continue
-            view[y0:y1, x0:x1] = blended[y0 - top : y1 - top, x0 - left : x1 - left]
-        return views
+        solid = torch.tensor(o.colour, dtype=torch.uint8, device=canvas.device)
+        t = max(1, round(o.outline * canvas.scale)) if o.outline else 0
+        views = canvas.views
+        if t:
+            canvas.paint(views, x0, y0, x1, y1, solid)
+        return canvas.paint(views, x0 + t, y0 + t, x1 - t, y1 - t, blended)
 
 
 # ---------------------------------------------------------------- style: seed

@@ -75,13 +75,13 @@ class _MaskPrompter(Prompter):
             masks = [np.asarray(Image.fromarray(m.view(np.uint8) * 255).resize(size, Image.BILINEAR)) > 0 for m in masks]
         pixels = np.asarray(rgb)
         outside = self.outside(rgb, pixels) if masks else pixels
-        return [Image.fromarray(self.draw(pixels, outside, m)) for m in masks]
+        return [Image.fromarray(self.paint(pixels, outside, m)) for m in masks]
 
     def outside(self, image: Image.Image, pixels: np.ndarray) -> np.ndarray:
         """What replaces the image outside the mask (computed once per image; any shape that broadcasts to ``pixels``)."""
         return pixels
 
-    def draw(self, pixels: np.ndarray, outside: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def paint(self, pixels: np.ndarray, outside: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return np.where(mask[..., None], pixels, outside)
 
 
@@ -135,7 +135,7 @@ class MaskShade(_MaskPrompter):
         outline: int = Field(2, ge=0, description="outline width in pixels inside the mask's edge; 0 = none")
         outline_colour: RGB = Field((255, 0, 0), description="RGB of the outline")
 
-    def draw(self, pixels: np.ndarray, outside: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def paint(self, pixels: np.ndarray, outside: np.ndarray, mask: np.ndarray) -> np.ndarray:
         o = self.options
         colour = np.asarray(o.colour, dtype=np.float32)
         view = pixels.copy()

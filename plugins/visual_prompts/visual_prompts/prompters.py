@@ -17,20 +17,21 @@ one). Defaults are those of the code each method was published with:
 The box's pixels are those ReCLIP's mask rectangle covers (:func:`box_pixels`), for every
 prompter that treats the box as a region.
 
-Every prompter here also draws with torch ops (``render_tensor``, the clip scorer's ``views:
-device``), batched, bit-identical to its PIL/numpy views: the blur reproduces Pillow's
-``GaussianBlur`` (three box blurs a direction, in its fixed-point arithmetic).
+Each prompt is defined once, as torch ops over a :class:`refbench.Canvas` (``draw``); refbench
+derives the full-image, resized, windowed and on-device views from it. The blur reproduces
+Pillow's ``GaussianBlur`` (three box blurs a direction, in its fixed-point arithmetic); on the
+CPU it is Pillow's own, the same integers.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Sequence
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 from PIL import Image, ImageFilter
 from pydantic import Field
 
-from refbench import Box, Options, Prompter, rect_masks, tensor_args
+from refbench import Box, Canvas, Options, Prompter
 
 if TYPE_CHECKING:
     import torch
@@ -54,13 +55,6 @@ def box_pixels(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
     return x0, y0, max(x0, x1), max(y0, y1)
 
 
-def _views(image: np.ndarray, n: int, out: np.ndarray | None) -> np.ndarray:
-    """``n`` copies of ``image`` (H x W x 3 uint8, or H x W x 1 for all three channels), in ``out`` when given."""
-    views = np.empty((n, *image.shape[:2], 3), dtype=np.uint8) if out is None else out
-    views[:] = image
-    return views
-
-
 def luma(image: np.ndarray) -> np.ndarray:
     """ITU-R 601-2 luma of an H x W x 3 uint8 image, as Pillow's ``convert("L")`` computes it
     (16-bit fixed-point weights 0.299, 0.587, 0.114, rounded)."""
@@ -71,17 +65,18 @@ def luma(image: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- the tensor path (render_tensor)
 
 
-def box_pixels_tensor(boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """``[N, 1, H, W]`` masks of :func:`box_pixels`' rectangles of ``[N, 4]`` float64 xywh boxes."""
+def box_pixels_bounds(canvas: Canvas) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`box_pixels`' rectangles of the canvas's boxes: ``x0, y0, x1, y1``, each ``[N]`` int64."""
     import torch
 
-    x, y, w, h = boxes.unbind(1)
+    width, height = canvas.size
+    x, y, w, h = canvas.boxes.unbind(1)
     left, top = x.clamp(0, width), y.clamp(0, height)
     right, bottom = (x + w).clamp(0, width), (y + h).clamp(0, height)
     x0, y0 = left.long(), top.long()  # int(): truncation, of numbers >= 0
     x1 = torch.maximum(right.long().clamp(max=width - 1) + 1, x0)
     y1 = torch.maximum(bottom.long().clamp(max=height - 1) + 1, y0)
-    return rect_masks(x0, y0, x1, y1, height, width)
+    return x0, y0, x1, y1
 
 
 def luma_tensor(images: torch.Tensor) -> torch.Tensor:
@@ -141,129 +136,68 @@ def pillow_gaussian_blur(images: torch.Tensor, radius: float) -> torch.Tensor:
     return x.contiguous()
 
 
+def gaussian_blur(images: torch.Tensor, radius: float) -> torch.Tensor:
+    """Pillow's ``GaussianBlur(radius)`` of ``[B, 3, H, W]`` uint8 images: Pillow's own on the CPU,
+    :func:`pillow_gaussian_blur` (the same integers) elsewhere."""
+    if images.device.type != "cpu":
+        return pillow_gaussian_blur(images, radius)
+    import torch
+
+    blurred = [np.asarray(Image.fromarray(np.ascontiguousarray(im.permute(1, 2, 0).numpy())).filter(ImageFilter.GaussianBlur(radius)))
+               for im in images]
+    return torch.from_numpy(np.stack(blurred)).permute(0, 3, 1, 2)
+
+
 class Blur(Prompter):
     """ReCLIP's blur: the whole image Gaussian-blurred (Pillow, radius 100), the box pasted back sharp.
 
-    The blur is computed once per image and shared by its views. Only the full image is drawn
-    (no ``render_resized``): a blur at the model's size is not the resized blur of the image.
-    ``render_tensor`` blurs as Pillow does (:func:`pillow_gaussian_blur`), on the model's device.
+    The blur is computed once per image and shared by its views. It is drawn on the full image only
+    (``any_size`` False): a blur at the model's size is not the resized blur of the image.
     """
 
     template = "a photo of {}"
-    renders_tensor = True
+    any_size = False
 
     class Options(Options):
         radius: float = Field(100.0, gt=0, description="Pillow GaussianBlur radius (ReCLIP's blur_std_dev)")
 
-    def render(self, image: Image.Image, boxes: Sequence[Box]) -> list[Image.Image]:
-        rgb = image.convert("RGB")
-        sharp = np.asarray(rgb)
-        blurred = np.asarray(rgb.filter(ImageFilter.GaussianBlur(self.options.radius)))
-        h, w = sharp.shape[:2]
-        views = []
-        for box in boxes:
-            view = blurred.copy()
-            x0, y0, x1, y1 = box_pixels(box, w, h)
-            view[y0:y1, x0:x1] = sharp[y0:y1, x0:x1]
-            views.append(Image.fromarray(view))
-        return views
-
-    def render_tensor(self, images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-        """The same views with torch ops: each image blurred once, each view its box pasted back sharp."""
-        import torch
-
-        images, boxes, index = tensor_args(images, boxes, index)
-        blurred = pillow_gaussian_blur(images, self.options.radius)
-        return torch.where(box_pixels_tensor(boxes, images.shape[-1], images.shape[-2]), images[index], blurred[index])
+    def draw(self, canvas: Canvas) -> torch.Tensor:
+        blurred = canvas.per_image("blur", lambda im: gaussian_blur(im, self.options.radius))
+        return canvas.paint(blurred[canvas.index], *box_pixels_bounds(canvas), canvas.images)
 
 
 class CptShade(Prompter):
     """ReCLIP's CPT-adapted baseline: the box tinted red (240, 0, 30) at opacity 127/255; "{} is in red color."."""
 
     template = "{} is in red color."
-    renders_resized = True
-    renders_tensor = True
+    draws_within_box = 0
 
     class Options(Options):
         colour: RGB = Field((240, 0, 30), description="RGB of the tint")
         alpha: float = Field(127 / 255, ge=0, le=1, description="opacity of the tint")
 
-    def render(self, image: Image.Image, boxes: Sequence[Box]) -> list[Image.Image]:
-        return [Image.fromarray(v) for v in self._shade(np.asarray(image.convert("RGB")), boxes)]
-
-    def render_resized(self, image: np.ndarray, boxes: Sequence[Box], scale: float, out: np.ndarray | None = None) -> np.ndarray:
-        """The same arithmetic on the image already resized to the model's input (nothing here is sized in pixels)."""
-        return self._shade(image, boxes, out)
-
-    def _shade(self, image: np.ndarray, boxes: Sequence[Box], out: np.ndarray | None = None) -> np.ndarray:
-        """Each view: inside the box ``rint((1 - alpha) * pixel + alpha * colour)``, elsewhere the image."""
-        h, w = image.shape[:2]
-        a = self.options.alpha
-        tint = np.asarray(self.options.colour, dtype=np.float32) * a
-        views = _views(image, len(boxes), out)
-        for view, box in zip(views, boxes):
-            x0, y0, x1, y1 = box_pixels(box, w, h)
-            view[y0:y1, x0:x1] = np.rint(image[y0:y1, x0:x1] * np.float32(1 - a) + tint).astype(np.uint8)
-        return views
-
-    def render_tensor(self, images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-        """The same views with torch ops (the tint in float32, as numpy computes it, rounded half to even)."""
+    def draw(self, canvas: Canvas) -> torch.Tensor:
+        """Inside the box ``rint((1 - alpha) * pixel + alpha * colour)`` in float32 (as numpy computes
+        it, rounded half to even), elsewhere the image."""
         import torch
 
-        images, boxes, index = tensor_args(images, boxes, index)
         a = self.options.alpha
-        tint = torch.from_numpy(np.asarray(self.options.colour, dtype=np.float32) * a).to(images.device).view(1, 3, 1, 1)
-        tinted = torch.round(images.float() * float(np.float32(1 - a)) + tint).to(torch.uint8)
-        return torch.where(box_pixels_tensor(boxes, images.shape[-1], images.shape[-2]), tinted[index], images[index])
+        tint = torch.from_numpy(np.asarray(self.options.colour, dtype=np.float32) * a).to(canvas.device).view(3, 1, 1)
+
+        def tinted(pixels: torch.Tensor) -> torch.Tensor:
+            return torch.round(pixels.float() * float(np.float32(1 - a)) + tint).to(torch.uint8)
+
+        return canvas.paint(canvas.views, *box_pixels_bounds(canvas), tinted)
 
 
 class GrayscaleOutside(Prompter):
     """The image outside the box in grayscale (ITU-R 601-2 luma, Pillow's "L"), the box in colour (FGVP's grayscale_box_mask)."""
 
     template = "a photo of {}"
-    renders_resized = True
-    renders_tensor = True
 
-    def render(self, image: Image.Image, boxes: Sequence[Box]) -> list[Image.Image]:
-        return [Image.fromarray(v) for v in self._draw(np.asarray(image.convert("RGB")), boxes)]
-
-    def render_tensor(self, images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-        """The same views with torch ops (the luma in the same integer arithmetic)."""
-        import torch
-
-        images, boxes, index = tensor_args(images, boxes, index)
-        grey = luma_tensor(images)
-        return torch.where(box_pixels_tensor(boxes, images.shape[-1], images.shape[-2]), images[index], grey[index])
-
-    def render_resized(self, image: np.ndarray, boxes: Sequence[Box], scale: float, out: np.ndarray | None = None) -> np.ndarray:
-        """The same on the image already resized to the model's input (luma is per pixel)."""
-        return self._draw(image, boxes, out)
-
-    def _draw(self, image: np.ndarray, boxes: Sequence[Box], out: np.ndarray | None = None) -> np.ndarray:
-        h, w = image.shape[:2]
-        views = _views(luma(image)[..., None], len(boxes), out)  # broadcast to the three channels
-        for view, box in zip(views, boxes):
-            x0, y0, x1, y1 = box_pixels(box, w, h)
-            view[y0:y1, x0:x1] = image[y0:y1, x0:x1]
-        return views
-
-
-def ellipse_ring(box: Box, width: int, height: int, thickness: float) -> tuple[slice, slice, np.ndarray]:
-    """Where an ellipse inscribed in ``box`` is drawn with a line ``thickness`` pixels wide: centre
-    ``(x + w/2, y + h/2)``, semi-axes ``w/2`` and ``h/2``, the line centred on the curve. A pixel is
-    drawn when its centre lies inside the ellipse grown by ``thickness / 2`` on each semi-axis and
-    not inside the one shrunk by as much. Returns the rows and columns the ring can touch (clipped
-    to the image) and the ring's mask over them."""
-    cx, cy, a, b = box.x + box.w / 2, box.y + box.h / 2, box.w / 2, box.h / 2
-    half = thickness / 2
-    rows = slice(max(int(np.floor(cy - b - half)), 0), min(int(np.ceil(cy + b + half)) + 1, height))
-    cols = slice(max(int(np.floor(cx - a - half)), 0), min(int(np.ceil(cx + a + half)) + 1, width))
-    dy = (np.arange(rows.start, max(rows.start, rows.stop)) + 0.5 - cy)[:, None]
-    dx = (np.arange(cols.start, max(cols.start, cols.stop)) + 0.5 - cx)[None, :]
-    outer = (dx / (a + half)) ** 2 + (dy / (b + half)) ** 2 <= 1
-    if a - half > 0 and b - half > 0:
-        outer &= (dx / (a - half)) ** 2 + (dy / (b - half)) ** 2 >= 1
-    return rows, cols, outer
+    def draw(self, canvas: Canvas) -> torch.Tensor:
+        grey = canvas.per_image("luma", luma_tensor)[canvas.index].expand(-1, 3, -1, -1).contiguous()
+        return canvas.paint(grey, *box_pixels_bounds(canvas), canvas.images)
 
 
 class RedCircle(Prompter):
@@ -271,63 +205,43 @@ class RedCircle(Prompter):
 
     FGVP draws with ``cv2.ellipse(..., thickness=2)`` on the image already resized to the model's
     input, its centre and semi-axes cut to whole pixels; here they keep their fractions, and the
-    line is ``thickness`` pixels wide around the curve. OpenCV's 2-px line covers the curve +-1 px,
-    about 3 px: ``thickness: 3`` draws closer to FGVP's pixels. ``views: resized`` in the clip
-    scorer draws at the model's size, as FGVP does; the full-image path draws ``thickness`` image pixels.
+    line is ``thickness`` pixels wide around the curve (at least 1 px at the model's size). OpenCV's
+    2-px line covers the curve +-1 px, about 3 px: ``thickness: 3`` draws closer to FGVP's pixels.
+    ``views: resized`` in the clip scorer draws at the model's size, as FGVP does; the full-image
+    path draws ``thickness`` image pixels.
     """
 
     template = "a photo of {}"
-    renders_resized = True
-    renders_tensor = True
 
     class Options(Options):
         colour: RGB = Field((255, 0, 0), description="RGB of the line")
         thickness: float = Field(2.0, ge=1, description="line width in pixels, centred on the ellipse")
 
-    def render(self, image: Image.Image, boxes: Sequence[Box]) -> list[Image.Image]:
-        return [Image.fromarray(v) for v in self._draw(np.asarray(image.convert("RGB")), boxes, self.options.thickness)]
-
-    def render_resized(self, image: np.ndarray, boxes: Sequence[Box], scale: float, out: np.ndarray | None = None) -> np.ndarray:
-        """The ellipse drawn on the image already resized to the model's input, the line ``thickness * scale``
-        pixels wide (at least 1): as wide, relative to the image, as on the full image."""
-        return self._draw(image, boxes, max(1.0, self.options.thickness * scale), out)
-
-    def _draw(self, image: np.ndarray, boxes: Sequence[Box], thickness: float, out: np.ndarray | None = None) -> np.ndarray:
-        h, w = image.shape[:2]
-        colour = np.asarray(self.options.colour, dtype=np.uint8)
-        views = _views(image, len(boxes), out)
-        for view, box in zip(views, boxes):
-            rows, cols, ring = ellipse_ring(box, w, h, thickness)
-            view[rows, cols][ring] = colour
-        return views
-
-    def render_tensor(self, images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-        """The same views with torch ops (:func:`ellipse_ring`'s float64 arithmetic, batched)."""
+    def draw(self, canvas: Canvas) -> torch.Tensor:
         import torch
 
-        images, boxes, index = tensor_args(images, boxes, index)
-        colour = torch.tensor(self.options.colour, dtype=torch.uint8, device=images.device).view(1, 3, 1, 1)
-        ring = ellipse_ring_tensor(boxes, images.shape[-1], images.shape[-2], self.options.thickness)
-        return torch.where(ring, colour, images[index])
+        colour = torch.tensor(self.options.colour, dtype=torch.uint8, device=canvas.device).view(1, 3, 1, 1)
+        return torch.where(ellipse_ring(canvas, canvas.pixels(self.options.thickness)), colour, canvas.views)
 
 
-def ellipse_ring_tensor(boxes: torch.Tensor, width: int, height: int, thickness: float) -> torch.Tensor:
-    """:func:`ellipse_ring` of ``[N, 4]`` float64 boxes as ``[N, 1, H, W]`` masks over the whole image,
-    computed with the same float64 operations in the same order."""
+def ellipse_ring(canvas: Canvas, thickness: float) -> torch.Tensor:
+    """``[N, 1, h, w]`` masks of an ellipse inscribed in each box, drawn with a line ``thickness``
+    pixels wide: centre ``(x + w/2, y + h/2)``, semi-axes ``w/2`` and ``h/2``, the line centred on the
+    curve. A pixel is drawn when its centre lies inside the ellipse grown by ``thickness / 2`` on
+    each semi-axis and not inside the one shrunk by as much (float64)."""
     import torch
 
-    x, y, w, h = boxes.unbind(1)
+    width, height = canvas.size
+    x, y, w, h = canvas.boxes.unbind(1)
     cx, cy, a, b = x + w / 2, y + h / 2, w / 2, h / 2
     half = thickness / 2
-    r0 = torch.floor(cy - b - half).clamp(min=0)
-    r1 = (torch.ceil(cy + b + half) + 1).clamp(max=height)
-    c0 = torch.floor(cx - a - half).clamp(min=0)
-    c1 = (torch.ceil(cx + a + half) + 1).clamp(max=width)
-    ys = torch.arange(height, device=boxes.device, dtype=torch.float64)
-    xs = torch.arange(width, device=boxes.device, dtype=torch.float64)
-    dy = ys + 0.5 - cy[:, None]  # [N, H]
-    dx = xs + 0.5 - cx[:, None]  # [N, W]
-    within = rect_masks(c0, r0, c1, r1, height, width)[:, 0]  # the bounds are whole numbers
+    r0 = torch.floor(cy - b - half).clamp(min=0).long()
+    r1 = (torch.ceil(cy + b + half) + 1).clamp(max=height).long()
+    c0 = torch.floor(cx - a - half).clamp(min=0).long()
+    c1 = (torch.ceil(cx + a + half) + 1).clamp(max=width).long()
+    dy = canvas.rows().double() + 0.5 - cy[:, None]  # [N, h]
+    dx = canvas.columns().double() + 0.5 - cx[:, None]  # [N, w]
+    within = canvas.rect(c0, r0, c1, r1)[:, 0]
 
     def squared(d: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         q = d / s[:, None]

@@ -1,0 +1,127 @@
+"""What a visual prompt draws on: :class:`Canvas`, one batch of views with torch ops.
+
+A prompter defines its prompt once, as :meth:`Prompter.draw` over a canvas, and refbench derives
+every path a scorer asks for from it: the reference views on the full image, the views on an image
+already resized to the model's input, the windows around each box that exact views recompute, and
+the batched views on the model's device. Each path is the same definition on a different canvas:
+the whole image on the CPU, the resized image (with its ``scale``), a batch of windows (with their
+``origin`` in the image), or a batch of images on a GPU. Coordinates are always the whole image's
+pixels, so a window's pixels come out exactly as the whole view's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class Canvas:
+    """One batch of views to draw: ``N`` boxes, each on its image (or on its window of the image).
+
+    ``images``: uint8 ``[B, 3, h, w]``, the pixels drawn on. ``boxes``: float64 ``[N, 4]`` xywh in the
+    whole image's pixels (at this canvas's scale). ``index``: int64 ``[N]``, the image of each box.
+    ``size``: the whole image's ``(width, height)``. ``scale``: this image's size over the original's
+    (1 on the full image); strokes sized in pixels scale by it. ``origin``: int64 ``[N, 2]``, each
+    view's top-left ``(x, y)`` in the whole image when the images are windows of it, else None.
+    ``masks``: bool ``[N, 1, h, w]``, each box's mask on its view, when the prompter needs masks.
+    """
+
+    images: torch.Tensor
+    boxes: torch.Tensor
+    index: torch.Tensor
+    size: tuple[int, int]
+    scale: float = 1.0
+    origin: torch.Tensor | None = None
+    masks: torch.Tensor | None = None
+    _shared: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    @property
+    def views(self) -> torch.Tensor:
+        """A fresh copy of each box's image: ``[N, 3, h, w]`` uint8, to draw on in place."""
+        import torch
+
+        if self.images.shape[0] == 1:  # one image: copies of it (cheaper than a gather)
+            return self.images.expand(len(self.index), -1, -1, -1).clone(memory_format=torch.contiguous_format)
+        return torch.index_select(self.images, 0, self.index)
+
+    def per_image(self, name: str, make: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``make(images)`` (a per-pixel function of the ``[B, 3, h, w]`` images, e.g. a blend or a
+        blur), computed once per canvas: ``[B, C, h, w]``, image by image (``[canvas.index]`` lays it
+        out per view)."""
+        if name not in self._shared:
+            self._shared[name] = make(self.images)
+        return self._shared[name]
+
+    def paint(self, views: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor,
+              source: torch.Tensor | Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Set each view's half-open pixel rectangle ``[x0, x1) x [y0, y1)`` (``[N]`` integers in the
+        whole image's pixels) from ``source``, in place, and return ``views``.
+
+        ``source`` is one colour, a 1-D ``[3]`` uint8 tensor; or a per-image ``[B, C, h, w]`` tensor (e.g.
+        ``images``, or :meth:`per_image`'s), read at the same pixels of the view's image; or a
+        per-pixel function of uint8 ``[..., 3, h', w']`` pixels (e.g. a blend), which is then computed
+        only where some rectangle of the image is. On the CPU each rectangle is a slice copy;
+        elsewhere one masked select over the batch."""
+        import torch
+
+        if self.device.type != "cpu":
+            if callable(source):
+                source = source(self.images)
+            source = source.view(1, -1, 1, 1) if source.dim() == 1 else source[self.index]
+            return views.copy_(torch.where(self.rect(x0, y0, x1, y1), source, views))
+        h, w = self.images.shape[-2:]
+        shift = self.origin.tolist() if self.origin is not None else [(0, 0)] * len(views)
+        rects: dict[int, list[tuple[int, int, int, int, int]]] = {}  # image -> (view, x0, y0, x1, y1) within it
+        for i, (image, xa, ya, xb, yb, (ox, oy)) in enumerate(zip(self.index.tolist(), x0.tolist(), y0.tolist(),
+                                                                  x1.tolist(), y1.tolist(), shift)):
+            xa, xb = min(max(xa - ox, 0), w), min(max(xb - ox, 0), w)
+            ya, yb = min(max(ya - oy, 0), h), min(max(yb - oy, 0), h)
+            if xa < xb and ya < yb:
+                rects.setdefault(image, []).append((i, xa, ya, xb, yb))
+        out = views.numpy()  # the same memory: numpy's slice copies cost a fraction of torch's
+        colour = source.numpy()[:, None, None] if not callable(source) and source.dim() == 1 else None
+        for image, boxes in rects.items():
+            left = top = 0
+            if callable(source):  # computed once per image, over the rectangles' union
+                left, top = min(r[1] for r in boxes), min(r[2] for r in boxes)
+                right, bottom = max(r[3] for r in boxes), max(r[4] for r in boxes)
+                part = source(self.images[image, :, top:bottom, left:right]).numpy()
+            elif colour is None:
+                part = source[image].numpy()
+            for i, xa, ya, xb, yb in boxes:
+                out[i, :, ya:yb, xa:xb] = colour if colour is not None else part[:, ya - top : yb - top, xa - left : xb - left]
+        return views
+
+    def columns(self) -> torch.Tensor:
+        """The whole image's column of each view's pixels: int64 ``[N, w]``."""
+        import torch
+
+        xs = torch.arange(self.images.shape[-1], device=self.device).expand(len(self.boxes), -1)
+        return xs if self.origin is None else xs + self.origin[:, :1]
+
+    def rows(self) -> torch.Tensor:
+        """The whole image's row of each view's pixels: int64 ``[N, h]``."""
+        import torch
+
+        ys = torch.arange(self.images.shape[-2], device=self.device).expand(len(self.boxes), -1)
+        return ys if self.origin is None else ys + self.origin[:, 1:]
+
+    def rect(self, x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor) -> torch.Tensor:
+        """``[N, 1, h, w]`` masks of the half-open pixel rectangles ``[x0, x1) x [y0, y1)`` (``[N]``
+        integers in the whole image's pixels; empty where ``x0 >= x1`` or ``y0 >= y1``)."""
+        columns, rows_ = self.columns(), self.rows()
+        cols = (columns >= x0[:, None]) & (columns < x1[:, None])
+        rows = (rows_ >= y0[:, None]) & (rows_ < y1[:, None])
+        return (rows[:, :, None] & cols[:, None, :])[:, None]
+
+    def pixels(self, size: float) -> float:
+        """A stroke of ``size`` original-image pixels at this canvas's scale, at least 1 pixel."""
+        return max(1.0, size * self.scale)

@@ -1,0 +1,180 @@
+"""The visual prompt's interface: :class:`Prompter`, defined once by :meth:`Prompter.draw`, with
+every path a scorer asks for derived from it."""
+
+from __future__ import annotations
+
+from abc import ABC
+from typing import TYPE_CHECKING, ClassVar, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .boxes import Box
+from .canvas import Canvas
+from .component import Component
+from .errors import RefbenchError
+
+if TYPE_CHECKING:
+    import torch
+
+
+class Prompter(Component, ABC):
+    """Turns an image and its candidate boxes into one view per box (the visual prompt).
+
+    A prompt is defined once, by :meth:`draw`: torch ops over a :class:`~refbench.Canvas`, a batch of
+    boxes on their images. refbench derives every path from it, each the same pixels:
+
+    - :meth:`render`, the reference views on the full image (PIL in, PIL out);
+    - :meth:`render_resized`, the views drawn on the image already resized to the model's input,
+      strokes scaled (``views: resized`` in the clip scorer), unless :attr:`any_size` is False;
+    - :meth:`render_windows`, only the pixels within given windows around the boxes, one batch per
+      image (the clip scorer's exact views), when :attr:`draws_within_box` is set;
+    - :meth:`render_tensor`, batched over images on the device the images are on (``views:
+      device``).
+
+    A prompter that draws otherwise (e.g. through a JPEG round trip) overrides :meth:`render` alone
+    and leaves :meth:`draw` undefined: it then has the reference path only. The paths run in worker
+    processes or where the model runs, one call at a time per process.
+    """
+
+    #: When set, every view equals the image except within this many pixels (plus one, for rounding)
+    #: of its box, clipped to the image (or at the image's pixel nearest a box outside it), and
+    #: depends only on the image and its own box, pixel by pixel: a scorer may then recompute only
+    #: there, and ask :meth:`render_windows` for some of the boxes only (the clip scorer's exact
+    #: views do). None: views may differ anywhere.
+    draws_within_box: ClassVar[int | None] = None
+
+    #: Whether :meth:`draw` on an image resized to the model's input gives that input's views
+    #: (a tint does; a blur of fixed radius does not): then :meth:`render_resized` exists.
+    any_size: ClassVar[bool] = True
+
+    #: True when the views are drawn from each candidate's mask (:attr:`Box.mask`): the runner then
+    #: checks, before it starts, that every candidate has one, and names where masks come from if not.
+    needs_masks: ClassVar[bool] = False
+
+    #: Phrases are cut to this many characters before the template is applied (as the method's
+    #: original code fed its tokeniser); None: whole phrases.
+    phrase_chars: ClassVar[int | None] = None
+
+    #: The text template of the method this prompt comes from (``{}`` is the phrase), e.g.
+    #: ``"{} is in red color."``; a scorer that formats phrases applies it unless its own config sets one.
+    template: ClassVar[str | None] = None
+
+    def draw(self, canvas: Canvas) -> torch.Tensor:
+        """The prompt: each box's view on its image, ``[N, 3, h, w]`` uint8 on the canvas's device, drawn
+        with torch ops from ``canvas`` (see :class:`~refbench.Canvas`; coordinates are the whole
+        image's pixels, strokes scale by ``canvas.pixels``). Must not modify ``canvas.images``."""
+        raise RefbenchError(f"prompter {type(self).__name__} draws only its reference views (no draw)",
+                            "use the scorer's exact views (views: exact)")
+
+    @property
+    def draws(self) -> bool:
+        """Whether this prompter defines :meth:`draw`, so that every path exists. A subclass that
+        overrides :meth:`render` below the class that defines its :meth:`draw` draws its own views:
+        it then has the reference path only (its other paths would not be its views)."""
+        mro = type(self).__mro__
+        drawer = next(c for c in mro if "draw" in vars(c))
+        renderer = next(c for c in mro if "render" in vars(c))
+        return drawer is not Prompter and mro.index(drawer) <= mro.index(renderer)
+
+    @property
+    def renders_resized(self) -> bool:
+        """Whether :meth:`render_resized` exists: :meth:`draw` is defined and :attr:`any_size`."""
+        return self.draws and self.any_size
+
+    @property
+    def renders_tensor(self) -> bool:
+        """Whether :meth:`render_tensor` exists: :meth:`draw` is defined."""
+        return self.draws
+
+    def render(self, image: Image.Image, boxes: Sequence[Box]) -> list[Image.Image]:
+        """One view per box, in order: :meth:`draw` on the full image. Must not modify ``image``."""
+        import torch
+
+        pixels = np.array(image.convert("RGB"))  # a writable copy: torch shares its memory
+        views = self._drawn(torch.from_numpy(pixels).permute(2, 0, 1)[None], boxes, 1.0)
+        return [Image.fromarray(v) for v in views.permute(0, 2, 3, 1).numpy()]
+
+    def render_windows(self, image: Image.Image, boxes: Sequence[Box],
+                       windows: Sequence[tuple[int, int, int, int]]) -> list[np.ndarray]:
+        """Each view's pixels within ``windows[i] = (x0, y0, x1, y1)`` (half-open, non-empty, inside the
+        image): ``[y1 - y0, x1 - x0, 3]`` uint8 RGB, what :meth:`render` draws there. With
+        :meth:`draw` and :attr:`draws_within_box`, only the windows are drawn, in one batch; otherwise
+        each view is rendered whole and its window cut out."""
+        if not windows:
+            return []
+        if not self.draws or self.draws_within_box is None:
+            views = self.render(image, boxes)
+            if any(v.size != image.size for v in views):
+                raise RefbenchError(f"prompter {type(self).__name__} draws views of another size than the image, so it has no windows",
+                                    "draw views of the image's size, or leave draws_within_box unset")
+            return [np.asarray(v.convert("RGB"))[y0:y1, x0:x1] for v, (x0, y0, x1, y1) in zip(views, windows)]
+        import torch
+
+        pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))  # read only: copied into the crops
+        wide = max(x1 - x0 for x0, _, x1, _ in windows)
+        tall = max(y1 - y0 for _, y0, _, y1 in windows)
+        crops = np.zeros((len(windows), tall, wide, 3), np.uint8)  # each window at the top-left of its crop
+        for crop, (x0, y0, x1, y1) in zip(crops, windows):
+            crop[: y1 - y0, : x1 - x0] = pixels[y0:y1, x0:x1]
+        origin = torch.tensor([(x0, y0) for x0, y0, _, _ in windows], dtype=torch.int64)
+        canvas = Canvas(torch.from_numpy(crops).permute(0, 3, 1, 2), _boxes(boxes), torch.arange(len(windows)),
+                        (pixels.shape[1], pixels.shape[0]), origin=origin)
+        with torch.inference_mode():
+            views = self.draw(canvas).permute(0, 2, 3, 1).numpy()
+        return [v[: y1 - y0, : x1 - x0] for v, (x0, y0, x1, y1) in zip(views, windows)]
+
+    def render_resized(self, image: np.ndarray, boxes: Sequence[Box], scale: float,
+                       out: np.ndarray | None = None) -> np.ndarray:
+        """Views drawn on an image already resized by ``scale`` (``H x W x 3`` uint8), boxes given in
+        its pixels; returns ``[len(boxes), H, W, 3]`` uint8, written into ``out`` when given (any
+        array of that shape, e.g. a transposed view of a channels-first batch). Sizes drawn in
+        pixels (outlines) scale by ``scale``. Only when :attr:`renders_resized` is True."""
+        if not self.renders_resized:
+            raise RefbenchError(f"prompter {type(self).__name__} draws only on the full image",
+                                "use the scorer's exact views (views: exact)")
+        import torch
+
+        pixels = image if image.flags.writeable and image.flags.c_contiguous else np.array(image)  # torch shares its memory
+        views = self._drawn(torch.from_numpy(pixels).permute(2, 0, 1)[None], boxes, scale)
+        if out is None:
+            return views.permute(0, 2, 3, 1).numpy()
+        torch.from_numpy(out).permute(0, 3, 1, 2).copy_(views)  # a plain copy where out is a channels-first batch's view
+        return out
+
+    def render_tensor(self, images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`draw` on a batch of images on their device (e.g. the model's GPU).
+
+        ``images``: uint8 ``[B, 3, H, W]`` RGB (any strides; ``[3, H, W]`` is one image), all of one
+        size. ``boxes``: ``[N, 4]`` xywh in those images' pixels, float64 (the coordinates a
+        :class:`Box` holds). ``index``: ``[N]`` int64, the image each box is drawn on (None: every box
+        on image 0). Returns ``[N, 3, H, W]`` uint8 on that device, ``views[i]`` the view of
+        ``boxes[i]`` on ``images[index[i]]``: the pixels :meth:`render` draws for it. Must not modify ``images``.
+        """
+        if not self.renders_tensor:
+            raise RefbenchError(f"prompter {type(self).__name__} draws only with PIL and numpy (no tensor path)",
+                                "use the scorer's exact views (views: exact)")
+        from .tensors import tensor_args
+
+        images, boxes, index = tensor_args(images, boxes, index)
+        return self.draw(Canvas(images, boxes, index, (images.shape[-1], images.shape[-2])))
+
+    def _drawn(self, images: torch.Tensor, boxes: Sequence[Box], scale: float) -> torch.Tensor:
+        """:meth:`draw` of every box on one ``[1, 3, H, W]`` image."""
+        import torch
+
+        if type(self).draw is Prompter.draw:
+            raise RefbenchError(f"prompter {type(self).__name__} defines neither draw nor render",
+                                "define draw (the prompt as torch ops over a Canvas) or override render")
+        with torch.inference_mode():
+            return self.draw(Canvas(images, _boxes(boxes), torch.zeros(len(boxes), dtype=torch.int64),
+                                    (images.shape[-1], images.shape[-2]), scale=scale))
+
+
+def _boxes(boxes: Sequence[Box]) -> torch.Tensor:
+    """Boxes as a float64 ``[N, 4]`` xywh tensor."""
+    import torch
+
+    from .boxes import as_array
+
+    return torch.from_numpy(np.ascontiguousarray(as_array(boxes), dtype=np.float64).reshape(-1, 4))
