@@ -8,6 +8,7 @@ batched tensor path), in a separate process per checkout, and the arrays are com
     python benchmarks/prompt_agreement.py --before /tmp/before --data data/synthref
 
 It prints, per prompt and path, the views compared and the share of identical views and pixels.
+Windows are compared with the other revision's full views cut to the same windows.
 """
 
 from __future__ import annotations
@@ -50,10 +51,13 @@ for name in %(prompts)s:
             s = 64 / image.width
             scaled = [Box(b.x * s, b.y * 64 / image.height, b.w * s, b.h * 64 / image.height) for b in boxes]
             arrays[f"{name}/resized/{image_id}"] = prompter.render_resized(small, scaled, s)
+        windows = [(max(int(b.x) - 2, 0), max(int(b.y) - 2, 0), min(int(b.x + b.w) + 3, image.width),
+                    min(int(b.y + b.h) + 3, image.height)) for b in boxes]
+        windows = [w if w[0] < w[2] and w[1] < w[3] else (0, 0, 1, 1) for w in windows]
+        full = arrays[f"{name}/full/{image_id}"]
+        for k, (x0, y0, x1, y1) in enumerate(windows):  # the full views cut: what windows must equal
+            arrays[f"{name}/cut/{image_id}/{k}"] = full[k, y0:y1, x0:x1]
         if prompter.draws_within_box is not None:
-            windows = [(max(int(b.x) - 2, 0), max(int(b.y) - 2, 0), min(int(b.x + b.w) + 3, image.width),
-                        min(int(b.y + b.h) + 3, image.height)) for b in boxes]
-            windows = [w if w[0] < w[2] and w[1] < w[3] else (0, 0, 1, 1) for w in windows]
             for k, patch in enumerate(prompter.render_windows(image, boxes, windows)):
                 arrays[f"{name}/windows/{image_id}/{k}"] = patch
         if prompter.renders_tensor:
@@ -84,20 +88,21 @@ def main() -> None:
         draw(REPO, args.data.resolve(), after, args.images)
         old, new = np.load(before), np.load(after)
         rows: dict[tuple[str, str], list[int]] = {}
-        for key in sorted(set(old.files) | set(new.files)):
+        for key in sorted(k for k in new.files if "/cut/" not in k):
             name, path = key.split("/")[:2]
             row = rows.setdefault((name, path), [0, 0, 0, 0, 0])  # views, identical views, pixels, identical pixels, missing
-            if key not in old.files or key not in new.files:
+            theirs = key.replace("/windows/", "/cut/")  # windows against the other revision's full views, cut
+            if theirs not in old.files:
                 row[4] += 1
                 continue
-            a, b = old[key], new[key]
+            a, b = old[theirs], new[key]
             a, b = (a[None], b[None]) if a.ndim == 3 else (a, b)
             same = (a == b).all(-1)
             row[0] += len(a)
             row[1] += int(same.reshape(len(a), -1).all(1).sum())
             row[2] += same.size
             row[3] += int(same.sum())
-    print(f"{'prompt':<18} {'path':<8} {'views':>6} {'identical views':>16} {'identical pixels':>17} {'only in one':>12}")
+    print(f"{'prompt':<18} {'path':<8} {'views':>6} {'identical views':>16} {'identical pixels':>17} {'not there':>12}")
     for (name, path), (views, same_views, pixels, same_pixels, missing) in sorted(rows.items()):
         share = f"{100 * same_views / views:.2f}%" if views else "-"
         pix = f"{100 * same_pixels / pixels:.4f}%" if pixels else "-"
