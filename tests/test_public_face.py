@@ -40,7 +40,9 @@ def sources(roots: list[Path]) -> list[Path]:
 
 def test_plugins_and_examples_use_only_the_public_face():
     files = sources(OUTSIDE)
-    assert any("clip_shaded" in str(p) for p in files) and any("refbench_outline" in str(p) for p in files)
+    plugins = sorted(p.parent.name for p in (REPO / "plugins").glob("*/pyproject.toml"))
+    assert len(plugins) >= 3 and all(any(f"plugins/{name}/" in str(p) for p in files) for name in plugins)
+    assert any("refbench_outline" in str(p) for p in files)
     offenders = {str(p.relative_to(REPO)): bad for p in files if (bad := private_imports(p.read_text()))}
     assert offenders == {}
 
@@ -130,3 +132,9 @@ def test_listing_plugins_imports_no_model_code():
 def test_every_public_name_is_described_on_the_plugin_page():
     section = (REPO / "docs" / "writing-a-plugin.md").read_text().split("\n## Development", 1)[0]
     assert [name for name in refbench.__all__ if f"`{name}`" not in section] == []
+
+
+def test_plugin_modules_are_small():
+    """A plugin module over 300 lines holds more than one concern: split it."""
+    long = {str(p.relative_to(REPO)): n for p in sources(OUTSIDE) if (n := len(p.read_text().splitlines())) > 300}
+    assert long == {}

@@ -18,8 +18,6 @@ URL, model name or key, not a phrase the server cannot answer.
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 import re
 import threading
@@ -31,26 +29,11 @@ from pydantic import Field, field_validator, model_validator
 
 from refbench import Answer, BoxFormat, Grounder, ImageItem, RefbenchError
 
-NUMBER = r"(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
-# The generic parser's patterns, most specific first: Qwen2.5-VL's JSON, Qwen2-VL's point pair, a list.
-BBOX_2D = re.compile(r'"bbox_2d"\s*:\s*\[\s*' + r"\s*,\s*".join([NUMBER] * 4) + r"\s*\]")
-POINT_PAIR = re.compile(r"\(\s*" + NUMBER + r"\s*,\s*" + NUMBER + r"\s*\)\s*,?\s*\(\s*" + NUMBER + r"\s*,\s*" + NUMBER + r"\s*\)")
-BRACKETS = re.compile(r"\[\s*" + r"\s*,\s*".join([NUMBER] * 4) + r"\s*\]")
-GENERIC = (BBOX_2D, POINT_PAIR, BRACKETS)
+from .answers import data_url, parse_box
 
 RETRIED = frozenset({408, 425, 429})  # and every 5xx
 FATAL = frozenset({401, 403, 404})  # a wrong key, URL or model name: every request would fail alike
 MAX_WAIT_S = 30.0  # the longest pause between two tries (backoff or Retry-After)
-
-
-def parse_box(text: str, pattern: re.Pattern[str] | None = None) -> list[float] | None:
-    """The four numbers of the box in a model's answer (``pattern``'s 4 groups, or the first match of
-    the generic patterns, most specific first), or None when the text holds no box."""
-    for p in (pattern,) if pattern is not None else GENERIC:
-        match = p.search(text)
-        if match is not None:
-            return [float(g) for g in match.groups()]
-    return None
 
 
 class Failure(Exception):
@@ -313,11 +296,3 @@ def first_failure(futures: Sequence[Future[str]]) -> Failure:
     wait(futures)
     failures = [e for f in futures if not f.cancelled() and isinstance(e := f.exception(), Failure)]
     return next((e for e in failures if not isinstance(e, Stopped)), failures[0])
-
-
-def data_url(image: Any) -> str:
-    """``image`` (a PIL image) as a ``data:image/png;base64,...`` URL: lossless, so the server decodes
-    the very pixels refbench decoded."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
