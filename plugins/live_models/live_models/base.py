@@ -1,8 +1,9 @@
 """The shape every model grounder of this plugin shares: (image, phrase) pairs answered in batches.
 
 The runner hands :meth:`~refbench.Grounder.ground_batch` the images it has ready; here their
-phrases are laid out in order and cut into batches of ``batch_size`` pairs (across images, and
-across an image's phrases), each answered by one call of :meth:`ModelGrounder.answer`. An answer
+phrases are laid out in order, grouped by :meth:`ModelGrounder.batch_key` and cut into batches of
+``batch_size`` pairs (across images, and across an image's phrases), each answered by one call of
+:meth:`ModelGrounder.answer`. An answer
 must not depend on which pairs share its batch, so batched and unbatched runs agree.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any, Hashable, Sequence
 
 from PIL import Image
 
@@ -72,21 +73,33 @@ class ModelGrounder(Grounder, ABC):
     def ground(self, image: Image.Image | None, item: ImageItem) -> list[Answer]:
         return self.ground_batch([image], [item])[0]
 
+    def batch_key(self, image: Image.Image | None, item: ImageItem) -> Hashable:
+        """Pairs share a batch only when their images' keys are equal. None (the default): any pairs
+        may; a detector whose processor pads a batch to its largest image keys by the image's size,
+        so padding never changes an answer."""
+        return None
+
     def ground_batch(self, images: Sequence[Image.Image | None], items: Sequence[ImageItem]) -> list[list[Answer]]:
         pairs = [(i, r.text) for i, item in enumerate(items) for r in item.refs]
+        groups: dict[Hashable, list[int]] = {}  # pair indices by batch key, in order
+        for k, (i, _) in enumerate(pairs):
+            groups.setdefault(self.batch_key(images[i], items[i]), []).append(k)
         size = self.options.batch_size
-        answers: list[Answer] = []
-        for start in range(0, len(pairs), size):
-            batch = pairs[start:start + size]
-            got = self.answer([images[i] for i, _ in batch], [items[i] for i, _ in batch], [t for _, t in batch])
-            if len(got) != len(batch):
-                raise RefbenchError(f"{type(self).__name__} answered {len(got)} of {len(batch)} phrases",
-                                    "answer() returns one Answer per pair")
-            answers += got
-        self.problems.update(a.problem for a in answers if a.problem is not None)
+        answers: list[Answer | None] = [None] * len(pairs)
+        for members in groups.values():
+            for start in range(0, len(members), size):
+                batch = [pairs[k] for k in members[start:start + size]]
+                got = self.answer([images[i] for i, _ in batch], [items[i] for i, _ in batch], [t for _, t in batch])
+                if len(got) != len(batch):
+                    raise RefbenchError(f"{type(self).__name__} answered {len(got)} of {len(batch)} phrases",
+                                        "answer() returns one Answer per pair")
+                for k, a in zip(members[start:start + size], got):
+                    answers[k] = a
+        done = [a for a in answers if a is not None]
+        self.problems.update(a.problem for a in done if a.problem is not None)
         out, k = [], 0
         for item in items:
-            out.append(answers[k:k + len(item.refs)])
+            out.append(done[k:k + len(item.refs)])
             k += len(item.refs)
         return out
 

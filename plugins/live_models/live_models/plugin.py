@@ -13,6 +13,8 @@ from refbench import hookimpl
 def refbench_grounders():
     return {
         "endpoint": "live_models.endpoint:EndpointGrounder",
+        "grounding_dino": "live_models.detectors:GroundingDino",
+        "owlv2": "live_models.detectors:Owlv2",
     }
 
 

@@ -1,0 +1,154 @@
+"""Grounding DINO and OWLv2 as grounders: tiny models saved with save_pretrained and loaded back through
+``model: <folder>``, run on SynthRef through the real processor, model and post-processing; batched and
+unbatched answers; the declared frames checked against the processors; bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from refbench import RefbenchError
+from refbench.cli import main
+
+from conftest import bench_yaml
+
+from live_models.detectors import GroundingDino, Owlv2
+from live_models.tiny.detectors import build_grounding_dino, build_owlv2
+
+BUILD = {"grounding_dino": build_grounding_dino, "owlv2": build_owlv2}
+CLASS = {"grounding_dino": GroundingDino, "owlv2": Owlv2}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny-detectors")
+    return {name: build(root / name) for name, build in BUILD.items()}
+
+
+def config(root: Path, specs: dict[str, dict]) -> str:
+    methods = "".join(f"  - id: {mid}\n    ground: {json.dumps(spec)}\n" for mid, spec in specs.items())
+    return bench_yaml(root, methods.rstrip("\n"), splits="[testA]", proposer="null")
+
+
+def run_dir(results: Path) -> Path:
+    (found,) = [p for p in results.iterdir() if p.is_dir()]
+    return found
+
+
+def journal(results: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir(results) / "predictions.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def runs(tiny, synth_root, tmp_path_factory) -> dict[int, Path]:
+    """One run of both detectors per batch size (1: unbatched; 4: across phrases and images)."""
+    out = {}
+    for size in (1, 4):
+        tmp = tmp_path_factory.mktemp(f"b{size}")
+        specs = {name: {"plugin": name, "model": str(folder), "batch_size": size} for name, folder in tiny.items()}
+        (tmp / "bench.yaml").write_text(config(synth_root, specs))
+        assert main(["run", str(tmp / "bench.yaml"), "--results", str(tmp / "r"), "-q"]) == 0
+        out[size] = tmp / "r"
+    return out
+
+
+def test_every_phrase_gets_the_model_s_best_box_with_its_score_kept(runs, tiny, synth_root):
+    records = journal(runs[4])
+    images = {i["id"]: i for i in json.loads((synth_root / "synthref" / "instances.json").read_text())["images"]}
+    for name in tiny:
+        mine = [r for r in records if r["method"] == name]
+        assert mine and all(r["raw"].startswith("score ") or r["raw"] == "no box" for r in mine)
+        boxed = [r for r in mine if r["box"]]
+        assert boxed, f"{name}: some answers are boxes of the image"
+        for r in boxed:
+            image = images[r["image_id"]]
+            x, y, w, h = r["box"]
+            assert w >= 0 and h >= 0 and x >= 0 and y >= 0 and x + w <= image["width"] + 1e-6 and y + h <= image["height"] + 1e-6
+        assert all(r.get("problem") in ("invalid_box", "no_box", "below_threshold") for r in mine if not r["box"])
+
+
+def test_batched_and_unbatched_runs_choose_the_same_boxes(runs):
+    one, four = (sorted(journal(runs[s]), key=lambda r: (r["method"], r["sent_id"])) for s in (1, 4))
+    assert [(r["method"], r["sent_id"]) for r in one] == [(r["method"], r["sent_id"]) for r in four]
+    for a, b in zip(one, four):
+        assert bool(a["box"]) == bool(b["box"]) and a.get("problem") == b.get("problem")
+        if a["box"]:
+            assert a["box"] == pytest.approx(b["box"], abs=1e-3)
+        # the scores agree to float error: a batch computes the same sums in other shapes
+        assert float(a["raw"].split()[1]) == pytest.approx(float(b["raw"].split()[1]), abs=1e-4)
+
+
+def test_run_json_records_the_model_the_rule_and_the_declared_frame(runs, tiny):
+    record = json.loads((run_dir(runs[4]) / "run.json").read_text())
+    gd, owl = record["methods"]["grounding_dino"], record["methods"]["owlv2"]
+    assert gd["model"] == str(tiny["grounding_dino"]) and gd["batch_size"] == 4 and gd["threshold"] == 0.0
+    assert gd["choice"] == "the highest-scoring box" and gd["query"] == "{phrase}."
+    assert gd["box_format"] == {"box_format": "xyxy", "scale": "normalised", "order": "xy", "relative_to": "original"}
+    assert owl["box_format"]["relative_to"] == "letterboxed" and owl["box_format"]["letterbox"] == "top_left"
+    assert gd["config_sha256"] and gd["weights"]["model.safetensors"]["bytes"] > 0 and gd["precision"] == "float32"
+
+
+def test_grounding_dino_s_query_is_lower_case_and_ends_in_a_full_stop(tiny):
+    g = GroundingDino(GroundingDino.Options(model=str(tiny["grounding_dino"])))
+    assert g.query("The Red Square ") == "the red square." and g.query("far left.") == "far left."
+
+
+def test_owlv2_s_frame_is_the_square_its_processor_pads_to(tiny):
+    """A box spanning the image's normalised extent in OWLv2's padded square decodes to the whole image,
+    and the processor pads a 96x48 image at the bottom: its lower half is the padding value."""
+    g = Owlv2(Owlv2.Options(model=str(tiny["owlv2"])))
+    form, (right, bottom) = g.frame(96, 48)
+    assert (right, bottom) == (1.0, 0.5)
+    assert form.decode([0.0, 0.0, right, bottom], 96, 48).xywh == pytest.approx((0, 0, 96, 48))
+    assert form.decode([0.25, 0.125, 0.5, 0.25], 96, 48).xywh == pytest.approx((24, 12, 24, 12))
+    white = Image.new("RGB", (96, 48), (255, 255, 255))
+    pixels = g.processor(images=[white], text=[["x"]], return_tensors="pt")["pixel_values"][0]
+    side = pixels.shape[-1]
+    top, low = pixels[:, : side // 2 - 2], pixels[:, side // 2 + 2:]
+    assert bool((low < top.amin(dim=(1, 2), keepdim=True)).all())  # the padding is darker than white
+    assert torch.allclose(low, low[:, :1, :1].expand_as(low))  # and uniform in each channel
+
+
+def test_a_best_box_under_the_threshold_is_no_answer(tiny, synth_root, tmp_path):
+    specs = {"gd": {"plugin": "grounding_dino", "model": str(tiny["grounding_dino"]), "threshold": 1.0}}
+    (tmp_path / "b.yaml").write_text(config(synth_root, specs))
+    assert main(["run", str(tmp_path / "b.yaml"), "--results", str(tmp_path / "r"), "-q"]) == 0
+    records = journal(tmp_path / "r")
+    assert records and all(r["box"] == [] and r["problem"] == "below_threshold" for r in records)
+
+
+@pytest.mark.parametrize("plugin, folder, line", [
+    ("owlv2", "grounding_dino", "is a grounding-dino (GroundingDinoForObjectDetection), but plugin owlv2 runs owlv2 models"),
+    ("grounding_dino", "missing", "model folder not found"),
+    ("grounding_dino", "no_config", "has no config.json"),
+])
+def test_bad_models_are_one_line(plugin, folder, line, tiny, synth_root, tmp_path, capsys):
+    (tmp_path / "no_config").mkdir()
+    path = {"missing": tmp_path / "missing", "no_config": tmp_path / "no_config"}.get(folder) or tiny[folder]
+    (tmp_path / "b.yaml").write_text(config(synth_root, {"m": {"plugin": plugin, "model": str(path)}}))
+    assert main(["run", str(tmp_path / "b.yaml"), "--results", str(tmp_path / "r"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert line in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_a_model_id_not_in_the_cache_names_it_and_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(RefbenchError) as caught:
+        GroundingDino(GroundingDino.Options(model="IDEA-Research/grounding-dino-tiny"))
+    assert "IDEA-Research/grounding-dino-tiny is not in the Hugging Face cache" in str(caught.value)
+    assert "hf download IDEA-Research/grounding-dino-tiny" in caught.value.fix
+
+
+def test_fp16_on_the_cpu_is_refused_before_loading(tiny):
+    with pytest.raises(RefbenchError, match="fp16 on the CPU"):
+        Owlv2(Owlv2.Options(model=str(tiny["owlv2"]), device="cpu", precision="fp16"))
+
