@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
+
 if TYPE_CHECKING:
     import torch
 
@@ -37,6 +39,9 @@ class Canvas:
     scale: float = 1.0
     origin: torch.Tensor | None = None
     masks: torch.Tensor | None = None
+    #: where the first :attr:`views` are copied to (a ``[N, 3, h, w]`` uint8 buffer the caller returns),
+    #: instead of a new tensor
+    out: torch.Tensor | None = field(default=None, repr=False)
     _shared: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -48,9 +53,20 @@ class Canvas:
         """A fresh copy of each box's image: ``[N, 3, h, w]`` uint8, to draw on in place."""
         import torch
 
-        if self.images.shape[0] == 1:  # one image: copies of it (cheaper than a gather)
-            return self.images.expand(len(self.index), -1, -1, -1).clone(memory_format=torch.contiguous_format)
-        return torch.index_select(self.images, 0, self.index)
+        if self.out is not None:  # the caller's buffer, handed out once
+            views, self.out = self.out, None
+        elif self.device.type != "cpu":
+            return torch.index_select(self.images, 0, self.index)
+        else:
+            views = torch.empty((len(self.index), *self.images.shape[1:]), dtype=torch.uint8)
+        if self.device.type != "cpu":
+            return views.copy_(self.images[self.index])
+        # numpy's broadcast and gather copies cost a fraction of torch's on small images
+        if self.images.shape[0] == 1:
+            views.numpy()[:] = self.images[0].numpy()
+        else:
+            np.take(self.images.numpy(), self.index.numpy(), axis=0, out=views.numpy())
+        return views
 
     def per_image(self, name: str, make: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``make(images)`` (a per-pixel function of the ``[B, 3, h, w]`` images, e.g. a blend or a
@@ -78,26 +94,36 @@ class Canvas:
             source = source.view(1, -1, 1, 1) if source.dim() == 1 else source[self.index]
             return views.copy_(torch.where(self.rect(x0, y0, x1, y1), source, views))
         h, w = self.images.shape[-2:]
-        shift = self.origin.tolist() if self.origin is not None else [(0, 0)] * len(views)
-        rects: dict[int, list[tuple[int, int, int, int, int]]] = {}  # image -> (view, x0, y0, x1, y1) within it
-        for i, (image, xa, ya, xb, yb, (ox, oy)) in enumerate(zip(self.index.tolist(), x0.tolist(), y0.tolist(),
-                                                                  x1.tolist(), y1.tolist(), shift)):
-            xa, xb = min(max(xa - ox, 0), w), min(max(xb - ox, 0), w)
-            ya, yb = min(max(ya - oy, 0), h), min(max(yb - oy, 0), h)
-            if xa < xb and ya < yb:
-                rects.setdefault(image, []).append((i, xa, ya, xb, yb))
+        rects = np.stack([x0.numpy(), y0.numpy(), x1.numpy(), y1.numpy()], 1).astype(np.int64, copy=False)
+        if self.origin is not None:  # each view's rectangle within its window
+            origin = self.origin.numpy()
+            rects = rects - np.concatenate([origin, origin], 1)
+        np.maximum(rects, 0, out=rects)
+        np.minimum(rects, (w, h, w, h), out=rects)
+        live = np.flatnonzero((rects[:, 0] < rects[:, 2]) & (rects[:, 1] < rects[:, 3]))
+        if not len(live):
+            return views
         out = views.numpy()  # the same memory: numpy's slice copies cost a fraction of torch's
-        colour = source.numpy()[:, None, None] if not callable(source) and source.dim() == 1 else None
-        for image, boxes in rects.items():
+        if not callable(source) and source.dim() == 1:
+            colour = source.numpy()[:, None, None]
+            for i, xa, ya, xb, yb in zip(live.tolist(), *rects[live].T.tolist()):
+                out[i, :, ya:yb, xa:xb] = colour
+            return views
+        index = self.index.numpy()
+        by_image: dict[int, list[int]] = {}
+        for i in live.tolist():
+            by_image.setdefault(int(index[i]), []).append(i)
+        for image, members in by_image.items():
+            mine = rects[members]
             left = top = 0
             if callable(source):  # computed once per image, over the rectangles' union
-                left, top = min(r[1] for r in boxes), min(r[2] for r in boxes)
-                right, bottom = max(r[3] for r in boxes), max(r[4] for r in boxes)
+                left, top = mine[:, :2].min(0).tolist()
+                right, bottom = mine[:, 2:].max(0).tolist()
                 part = source(self.images[image, :, top:bottom, left:right]).numpy()
-            elif colour is None:
+            else:
                 part = source[image].numpy()
-            for i, xa, ya, xb, yb in boxes:
-                out[i, :, ya:yb, xa:xb] = colour if colour is not None else part[:, ya - top : yb - top, xa - left : xb - left]
+            for i, xa, ya, xb, yb in zip(members, *mine.T.tolist()):
+                out[i, :, ya:yb, xa:xb] = part[:, ya - top : yb - top, xa - left : xb - left]
         return views
 
     def columns(self) -> torch.Tensor:

@@ -91,8 +91,8 @@ class Prompter(Component, ABC):
         """One view per box, in order: :meth:`draw` on the full image. Must not modify ``image``."""
         import torch
 
-        pixels = np.array(image.convert("RGB"))  # a writable copy: torch shares its memory
-        views = self._drawn(torch.from_numpy(pixels).permute(2, 0, 1)[None], boxes, 1.0)
+        pixels = np.asarray(image.convert("RGB")).transpose(2, 0, 1)
+        views = self._drawn(torch.from_numpy(np.ascontiguousarray(pixels))[None], boxes, 1.0)  # a copy: torch shares its memory
         return [Image.fromarray(v) for v in views.permute(0, 2, 3, 1).numpy()]
 
     def render_windows(self, image: Image.Image, boxes: Sequence[Box],
@@ -114,11 +114,11 @@ class Prompter(Component, ABC):
         pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))  # read only: copied into the crops
         wide = max(x1 - x0 for x0, _, x1, _ in windows)
         tall = max(y1 - y0 for _, y0, _, y1 in windows)
-        crops = np.zeros((len(windows), tall, wide, 3), np.uint8)  # each window at the top-left of its crop
+        crops = np.zeros((len(windows), 3, tall, wide), np.uint8)  # each window at the top-left of its crop
         for crop, (x0, y0, x1, y1) in zip(crops, windows):
-            crop[: y1 - y0, : x1 - x0] = pixels[y0:y1, x0:x1]
+            crop[:, : y1 - y0, : x1 - x0] = pixels[y0:y1, x0:x1].transpose(2, 0, 1)
         origin = torch.tensor([(x0, y0) for x0, y0, _, _ in windows], dtype=torch.int64)
-        canvas = Canvas(torch.from_numpy(crops).permute(0, 3, 1, 2), _boxes(boxes), torch.arange(len(windows)),
+        canvas = Canvas(torch.from_numpy(crops), _boxes(boxes), torch.arange(len(windows)),
                         (pixels.shape[1], pixels.shape[0]), origin=origin)
         with torch.inference_mode():
             views = self.draw(canvas).permute(0, 2, 3, 1).numpy()
@@ -135,11 +135,13 @@ class Prompter(Component, ABC):
                                 "use the scorer's exact views (views: exact)")
         import torch
 
-        pixels = image if image.flags.writeable and image.flags.c_contiguous else np.array(image)  # torch shares its memory
-        views = self._drawn(torch.from_numpy(pixels).permute(2, 0, 1)[None], boxes, scale)
+        pixels = np.ascontiguousarray(image.transpose(2, 0, 1))  # channels first, once: each view then copies it plainly
+        target = None if out is None else torch.from_numpy(out).permute(0, 3, 1, 2)
+        views = self._drawn(torch.from_numpy(pixels)[None], boxes, scale, target)
         if out is None:
             return views.permute(0, 2, 3, 1).numpy()
-        torch.from_numpy(out).permute(0, 3, 1, 2).copy_(views)  # a plain copy where out is a channels-first batch's view
+        if views.data_ptr() != target.data_ptr() or views.stride() != target.stride():  # drawn elsewhere than into out
+            target.copy_(views)
         return out
 
     def render_tensor(self, images: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
@@ -159,8 +161,8 @@ class Prompter(Component, ABC):
         images, boxes, index = tensor_args(images, boxes, index)
         return self.draw(Canvas(images, boxes, index, (images.shape[-1], images.shape[-2])))
 
-    def _drawn(self, images: torch.Tensor, boxes: Sequence[Box], scale: float) -> torch.Tensor:
-        """:meth:`draw` of every box on one ``[1, 3, H, W]`` image."""
+    def _drawn(self, images: torch.Tensor, boxes: Sequence[Box], scale: float, out: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`draw` of every box on one ``[1, 3, H, W]`` image (its first views in ``out``, when given)."""
         import torch
 
         if type(self).draw is Prompter.draw:
@@ -168,7 +170,7 @@ class Prompter(Component, ABC):
                                 "define draw (the prompt as torch ops over a Canvas) or override render")
         with torch.inference_mode():
             return self.draw(Canvas(images, _boxes(boxes), torch.zeros(len(boxes), dtype=torch.int64),
-                                    (images.shape[-1], images.shape[-2]), scale=scale))
+                                    (images.shape[-1], images.shape[-2]), scale=scale, out=out))
 
 
 def _boxes(boxes: Sequence[Box]) -> torch.Tensor:
