@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 REFBENCH := $(VENV)/bin/refbench
 
-.PHONY: setup demo test docs docs-serve clean-data
+.PHONY: setup demo live-demo test docs docs-serve clean-data
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,12 @@ demo: setup
 	$(REFBENCH) run benchmarks/synthref+_testA.yaml
 	$(REFBENCH) leaderboard --benchmark synthref/unc --latest
 	$(REFBENCH) leaderboard --benchmark synthref+/unc --latest
+
+# tiny random models of every live family (built once into data/tiny), run on SynthRef testA
+live-demo: setup
+	test -f data/synthref/synthref/instances.json || $(REFBENCH) synth data/synthref
+	$(PY) -m live_models.tiny data/tiny
+	$(REFBENCH) run benchmarks/synthref_live.yaml
 
 test: setup
 	$(PY) -m pytest -q

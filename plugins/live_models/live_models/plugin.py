@@ -15,8 +15,8 @@ def refbench_grounders():
         "endpoint": "live_models.endpoint:EndpointGrounder",
         "grounding_dino": "live_models.detectors:GroundingDino",
         "owlv2": "live_models.detectors:Owlv2",
-        "qwen2_vl": "live_models.vlm:Qwen2Vl",
-        "qwen2_5_vl": "live_models.vlm:Qwen25Vl",
+        "qwen2_vl": "live_models.qwen:Qwen2Vl",
+        "qwen2_5_vl": "live_models.qwen:Qwen25Vl",
     }
 
 

@@ -13,6 +13,6 @@ BUILDERS: dict[str, str] = {
     "fasterrcnn_resnet50_fpn_v2": "live_models.tiny.detector:build",
     "grounding_dino": "live_models.tiny.detectors:build_grounding_dino",
     "owlv2": "live_models.tiny.detectors:build_owlv2",
-    "qwen2_vl": "live_models.tiny.vlms:build_qwen2_vl",
-    "qwen2_5_vl": "live_models.tiny.vlms:build_qwen2_5_vl",
+    "qwen2_vl": "live_models.tiny.qwen:build_qwen2_vl",
+    "qwen2_5_vl": "live_models.tiny.qwen:build_qwen2_5_vl",
 }

@@ -15,8 +15,8 @@ from refbench.cli import main
 
 from conftest import bench_yaml
 
-from live_models.tiny.vlms import build_qwen2_5_vl, build_qwen2_vl
-from live_models.vlm import Qwen2Vl, Qwen25Vl
+from live_models.tiny.qwen import build_qwen2_5_vl, build_qwen2_vl
+from live_models.qwen import Qwen2Vl, Qwen25Vl
 
 
 @pytest.fixture(scope="module")
