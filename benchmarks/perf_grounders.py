@@ -117,7 +117,7 @@ def run_refbench(root: Path, folder: Path, plugin: str, batch: int, images: int,
     config.write_text(f"""name: perf_{plugin}
 dataset: {{plugin: refer, root: {root}, dataset: synthref, split_by: unc, splits: [testA], images: {root}/images}}
 protocol: {{iou: 0.5, comparison: ">", iou_convention: refer}}
-runner: {{limit: {images}, batch_size: {max(batch, 8)}, workers: 0}}
+runner: {{limit: {images}, batch_size: 64, workers: 0}}
 methods:
   - id: m
     ground: {json.dumps(spec)}

@@ -152,3 +152,31 @@ def test_fp16_on_the_cpu_is_refused_before_loading(tiny):
     with pytest.raises(RefbenchError, match="fp16 on the CPU"):
         Owlv2(Owlv2.Options(model=str(tiny["owlv2"]), device="cpu", precision="fp16"))
 
+
+
+def test_torchrun_shards_the_grounders_and_matches_one_process(tiny, synth_root, tmp_path):
+    """Two gloo ranks, each grounding its shard of the images with the same tiny models, merge into the
+    one-process run's answers (the detectors' and a VLM's)."""
+    from test_distributed import finish, the_run, torchrun
+
+    from live_models.tiny.qwen import build_qwen2_5_vl
+
+    specs = {name: {"plugin": name, "model": str(folder), "batch_size": 4} for name, folder in tiny.items()}
+    specs["qwen2_5_vl"] = {"plugin": "qwen2_5_vl", "model": str(build_qwen2_5_vl(tmp_path / "qwen")), "batch_size": 4,
+                           "max_new_tokens": 8}
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(config(synth_root, specs) + "\nrunner: {limit: 8}\n")
+    assert main(["run", str(cfg), "--results", str(tmp_path / "one"), "-q"]) == 0
+    finish(torchrun(2, cfg, tmp_path / "two"))
+
+    one, two = (sorted(journal(tmp_path / name), key=lambda r: (r["method"], r["sent_id"])) for name in ("one", "two"))
+    assert [(r["method"], r["sent_id"], r.get("problem")) for r in one] == [(r["method"], r["sent_id"], r.get("problem")) for r in two]
+    assert len(one) > 3 * 8
+    for a, b in zip(one, two):
+        if a["method"] == "qwen2_5_vl":
+            assert a["raw"] == b["raw"]
+        else:  # a detector's score and box to float error: a shard's batches hold other images
+            assert float(a["raw"].split()[1]) == pytest.approx(float(b["raw"].split()[1]), abs=1e-4)
+            assert a["box"] == pytest.approx(b["box"], abs=1e-3)
+    record = json.loads((the_run(tmp_path / "two") / "run.json").read_text())
+    assert record["sessions"][0]["placement"]["ranks"] == 2
