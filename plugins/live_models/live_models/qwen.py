@@ -139,8 +139,20 @@ class Qwen25Vl(QwenGrounder):
     Options = Qwen25Options
 
     def processor_options(self) -> dict[str, Any]:
+        """The limits as the image processor's ``size`` (``shortest_edge``/``longest_edge`` hold
+        min_pixels/max_pixels; transformers 5 deprecates the old keyword arguments), the saved ones
+        kept where an option is unset."""
         o = self.options
-        return {k: v for k, v in (("min_pixels", o.min_pixels), ("max_pixels", o.max_pixels)) if v is not None}  # type: ignore[attr-defined]
+        if o.min_pixels is None and o.max_pixels is None:  # type: ignore[attr-defined]
+            return {}
+        from transformers import AutoImageProcessor
+
+        size = dict(AutoImageProcessor.from_pretrained(self.folder).size or {})
+        if o.min_pixels is not None:  # type: ignore[attr-defined]
+            size["shortest_edge"] = o.min_pixels  # type: ignore[attr-defined]
+        if o.max_pixels is not None:  # type: ignore[attr-defined]
+            size["longest_edge"] = o.max_pixels  # type: ignore[attr-defined]
+        return {"size": size}
 
     def input_size(self, inputs: Any, i: int) -> tuple[int, int]:
         _, rows, cols = inputs["image_grid_thw"][i].tolist()  # the resized input's patches, one image per pair
