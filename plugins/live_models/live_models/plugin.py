@@ -17,6 +17,7 @@ def refbench_grounders():
         "owlv2": "live_models.detectors:Owlv2",
         "qwen2_vl": "live_models.qwen:Qwen2Vl",
         "qwen2_5_vl": "live_models.qwen:Qwen25Vl",
+        "paligemma": "live_models.paligemma:PaliGemma",
     }
 
 

@@ -15,4 +15,5 @@ BUILDERS: dict[str, str] = {
     "owlv2": "live_models.tiny.detectors:build_owlv2",
     "qwen2_vl": "live_models.tiny.qwen:build_qwen2_vl",
     "qwen2_5_vl": "live_models.tiny.qwen:build_qwen2_5_vl",
+    "paligemma": "live_models.tiny.paligemma:build",
 }
