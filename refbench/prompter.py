@@ -91,8 +91,8 @@ class Prompter(Component, ABC):
         """One view per box, in order: :meth:`draw` on the full image. Must not modify ``image``."""
         import torch
 
-        pixels = np.asarray(image.convert("RGB")).transpose(2, 0, 1)
-        views = self._drawn(torch.from_numpy(np.ascontiguousarray(pixels))[None], boxes, 1.0)  # a copy: torch shares its memory
+        pixels = np.array(np.asarray(image.convert("RGB")).transpose(2, 0, 1), order="C")  # a writable copy: torch shares its memory
+        views = self._drawn(torch.from_numpy(pixels)[None], boxes, 1.0)
         return [Image.fromarray(v) for v in views.permute(0, 2, 3, 1).numpy()]
 
     def render_windows(self, image: Image.Image, boxes: Sequence[Box],
@@ -135,7 +135,7 @@ class Prompter(Component, ABC):
                                 "use the scorer's exact views (views: exact)")
         import torch
 
-        pixels = np.ascontiguousarray(image.transpose(2, 0, 1))  # channels first, once: each view then copies it plainly
+        pixels = np.array(image.transpose(2, 0, 1), order="C")  # channels first, once, writable: each view then copies it plainly
         target = None if out is None else torch.from_numpy(out).permute(0, 3, 1, 2)
         views = self._drawn(torch.from_numpy(pixels)[None], boxes, scale, target)
         if out is None:
