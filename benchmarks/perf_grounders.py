@@ -51,39 +51,35 @@ def pairs_of(root: Path, images: int) -> list[tuple[Path, str]]:
     return [(root / "images" / meta[i]["file_name"], p) for i in chosen for p in by_image[i]]
 
 
-def plain_detector(folder: Path, pairs: list[tuple[Path, str]], batch: int, device: str) -> float:
+def decoded(part: list[tuple[Path, str]], cache: dict[Path, Image.Image]) -> list[Image.Image]:
+    """``part``'s images, each decoded once (as the runner decodes each image once)."""
+    for f, _ in part:
+        if f not in cache:
+            cache[f] = Image.open(f).convert("RGB")
+    return [cache[f] for f, _ in part]
+
+
+def plain_detector(folder: Path, pairs: list[tuple[Path, str]], batch: int, device: str, owl: bool) -> float:
+    """Grounding DINO (``owl`` False: lower-cased queries ending in ".") or OWLv2 (one query per image)."""
     from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
     start = time.perf_counter()
     processor = AutoProcessor.from_pretrained(folder)
     model = AutoModelForZeroShotObjectDetection.from_pretrained(folder).to(device).eval()
-    images = {}
+    cache: dict[Path, Image.Image] = {}
     for k in range(0, len(pairs), batch):
         part = pairs[k:k + batch]
-        ims = [images.setdefault(f, Image.open(f).convert("RGB")) for f, _ in part]
-        texts = [p.lower().rstrip(".") + "." for _, p in part]
-        inputs = processor(images=ims, text=texts, padding=True, return_tensors="pt").to(device)
+        ims = decoded(part, cache)
+        if owl:
+            inputs = processor(images=ims, text=[[p] for _, p in part], truncation=True, return_tensors="pt").to(device)
+        else:
+            inputs = processor(images=ims, text=[p.lower().rstrip(".") + "." for _, p in part], padding=True, return_tensors="pt").to(device)
         with torch.inference_mode():
             out = model(**inputs)
-        found = processor.post_process_grounded_object_detection(out, inputs["input_ids"], threshold=0.0, text_threshold=0.0)
-        [f["boxes"][f["scores"].argmax()].tolist() for f in found if len(f["scores"])]
-    return time.perf_counter() - start
-
-
-def plain_owlv2(folder: Path, pairs: list[tuple[Path, str]], batch: int, device: str) -> float:
-    from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
-
-    start = time.perf_counter()
-    processor = AutoProcessor.from_pretrained(folder)
-    model = AutoModelForZeroShotObjectDetection.from_pretrained(folder).to(device).eval()
-    images = {}
-    for k in range(0, len(pairs), batch):
-        part = pairs[k:k + batch]
-        ims = [images.setdefault(f, Image.open(f).convert("RGB")) for f, _ in part]
-        inputs = processor(images=ims, text=[[p] for _, p in part], truncation=True, return_tensors="pt").to(device)
-        with torch.inference_mode():
-            out = model(**inputs)
-        found = processor.post_process_grounded_object_detection(out, threshold=0.0)
+        if owl:
+            found = processor.post_process_grounded_object_detection(out, threshold=0.0)
+        else:
+            found = processor.post_process_grounded_object_detection(out, inputs["input_ids"], threshold=0.0, text_threshold=0.0)
         [f["boxes"][f["scores"].argmax()].tolist() for f in found if len(f["scores"])]
     return time.perf_counter() - start
 
@@ -96,12 +92,15 @@ def plain_vlm(folder: Path, pairs: list[tuple[Path, str]], batch: int, device: s
     processor = AutoProcessor.from_pretrained(folder)
     processor.tokenizer.padding_side = "left"
     model = getattr(transformers, cls).from_pretrained(folder).to(device).eval()
-    images = {}
+    cache: dict[Path, Image.Image] = {}
     for k in range(0, len(pairs), batch):
         part = pairs[k:k + batch]
-        ims = [images.setdefault(f, Image.open(f).convert("RGB")) for f, _ in part]
-        texts = [processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt.replace("{phrase}", p)}]}],
-                                               add_generation_prompt=True) for _, p in part]
+        ims = decoded(part, cache)
+        if cls.startswith("PaliGemma"):  # no chat template: the image token, then the prompt
+            texts = ["<image>" + prompt.replace("{phrase}", p) for _, p in part]
+        else:
+            texts = [processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt.replace("{phrase}", p)}]}],
+                                                   add_generation_prompt=True) for _, p in part]
         inputs = processor(images=ims, text=texts, padding=True, return_tensors="pt").to(device)
         with torch.inference_mode():
             out = model.generate(**inputs, max_new_tokens=24, do_sample=False)
@@ -111,7 +110,7 @@ def plain_vlm(folder: Path, pairs: list[tuple[Path, str]], batch: int, device: s
 
 def run_refbench(root: Path, folder: Path, plugin: str, batch: int, images: int, device: str, work: Path) -> float:
     spec = {"plugin": plugin, "model": str(folder), "batch_size": batch, "device": device}
-    if plugin.startswith("qwen"):
+    if plugin in ("qwen2_vl", "qwen2_5_vl", "paligemma"):
         spec["max_new_tokens"] = 24
     config = work / f"{plugin}-{batch}.yaml"
     config.write_text(f"""name: perf_{plugin}
@@ -134,7 +133,7 @@ def main() -> None:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--models", nargs="+", default=["grounding_dino", "owlv2", "qwen2_vl", "qwen2_5_vl"])
+    p.add_argument("--models", nargs="+", default=["grounding_dino", "owlv2", "qwen2_vl", "qwen2_5_vl", "paligemma"])
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -146,10 +145,11 @@ def main() -> None:
               f"{args.images} images, {len(pairs)} phrases, best of {args.repeats}")
         summary = {}
         for name in args.models:
-            plain = {"grounding_dino": lambda b: plain_detector(folders[name], pairs, b, args.device),
-                     "owlv2": lambda b: plain_owlv2(folders[name], pairs, b, args.device),
+            plain = {"grounding_dino": lambda b: plain_detector(folders[name], pairs, b, args.device, owl=False),
+                     "owlv2": lambda b: plain_detector(folders[name], pairs, b, args.device, owl=True),
                      "qwen2_vl": lambda b: plain_vlm(folders[name], pairs, b, args.device, QWEN2, "Qwen2VLForConditionalGeneration"),
-                     "qwen2_5_vl": lambda b: plain_vlm(folders[name], pairs, b, args.device, QWEN25, "Qwen2_5_VLForConditionalGeneration")}[name]
+                     "qwen2_5_vl": lambda b: plain_vlm(folders[name], pairs, b, args.device, QWEN25, "Qwen2_5_VLForConditionalGeneration"),
+                     "paligemma": lambda b: plain_vlm(folders[name], pairs, b, args.device, "detect {phrase}", "PaliGemmaForConditionalGeneration")}[name]
             rate = {}
             for b in args.batch_sizes:
                 ours, theirs = [], []
