@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     import torch
 
 
+#: What one more call of a per-pixel ``source`` in :meth:`Canvas.paint` costs on the CPU, in pixels
+#: computed (torch's few microseconds per operation on small tensors)
+CALL_PIXELS = 4096
+
+
 @dataclass
 class Canvas:
     """One batch of views to draw: ``N`` boxes, each on its image (or on its window of the image).
@@ -43,6 +48,7 @@ class Canvas:
     #: instead of a new tensor
     out: torch.Tensor | None = field(default=None, repr=False)
     _shared: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
+    _origins: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -57,16 +63,27 @@ class Canvas:
             views, self.out = self.out, None
         elif self.device.type != "cpu":
             return torch.index_select(self.images, 0, self.index)
-        else:
-            views = torch.empty((len(self.index), *self.images.shape[1:]), dtype=torch.uint8)
+        else:  # laid out in memory as the images are (channels first, or channels last)
+            views = torch.empty((len(self.index), *self.images.shape[1:]), dtype=torch.uint8,
+                                memory_format=torch.channels_last if self._channels_last else torch.contiguous_format)
         if self.device.type != "cpu":
             return views.copy_(self.images[self.index])
         # numpy's broadcast and gather copies cost a fraction of torch's on small images
-        if self.images.shape[0] == 1:
-            views.numpy()[:] = self.images[0].numpy()
+        images, target = self.images.numpy(), views.numpy()
+        if self._channels_last:  # both in memory order, where the copies are plain
+            images, target = images.transpose(0, 2, 3, 1), target.transpose(0, 2, 3, 1)
+        if images.shape[0] == 1:
+            target[:] = images[0]
         else:
-            np.take(self.images.numpy(), self.index.numpy(), axis=0, out=views.numpy())
+            np.take(images, self.index.numpy(), axis=0, out=target, mode="clip")  # "clip": no buffered copy (the indices are valid)
         return views
+
+    @property
+    def _channels_last(self) -> bool:
+        """Whether the images lie in memory channels last (``[B, h, w, 3]`` permuted to ``[B, 3, h, w]``)."""
+        import torch
+
+        return not self.images.is_contiguous() and self.images.is_contiguous(memory_format=torch.channels_last)
 
     def per_image(self, name: str, make: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``make(images)`` (a per-pixel function of the ``[B, 3, h, w]`` images, e.g. a blend or a
@@ -84,8 +101,8 @@ class Canvas:
         ``source`` is one colour, a 1-D ``[3]`` uint8 tensor; or a per-image ``[B, C, h, w]`` tensor (e.g.
         ``images``, or :meth:`per_image`'s), read at the same pixels of the view's image; or a
         per-pixel function of uint8 ``[..., 3, h', w']`` pixels (e.g. a blend), which is then computed
-        only where some rectangle of the image is. On the CPU each rectangle is a slice copy;
-        elsewhere one masked select over the batch."""
+        once over the rectangles' union or once per rectangle, whichever computes fewer pixels. On
+        the CPU each rectangle is a slice copy; elsewhere one masked select over the batch."""
         import torch
 
         if self.device.type != "cpu":
@@ -94,36 +111,40 @@ class Canvas:
             source = source.view(1, -1, 1, 1) if source.dim() == 1 else source[self.index]
             return views.copy_(torch.where(self.rect(x0, y0, x1, y1), source, views))
         h, w = self.images.shape[-2:]
-        rects = np.stack([x0.numpy(), y0.numpy(), x1.numpy(), y1.numpy()], 1).astype(np.int64, copy=False)
+        corners = torch.stack([x0, y0, x1, y1], 1).long()
         if self.origin is not None:  # each view's rectangle within its window
-            origin = self.origin.numpy()
-            rects = rects - np.concatenate([origin, origin], 1)
-        np.maximum(rects, 0, out=rects)
-        np.minimum(rects, (w, h, w, h), out=rects)
-        live = np.flatnonzero((rects[:, 0] < rects[:, 2]) & (rects[:, 1] < rects[:, 3]))
-        if not len(live):
+            if self._origins is None:  # (x, y, x, y), made once
+                self._origins = torch.cat([self.origin, self.origin], 1)
+            corners = corners - self._origins
+        # clipped to the view in plain Python: a few boxes an image cost less so than in numpy
+        live = []
+        for i, image, (xa, ya, xb, yb) in zip(range(len(corners)), self.index.tolist(), corners.tolist()):
+            xa, ya, xb, yb = max(xa, 0), max(ya, 0), min(xb, w), min(yb, h)
+            if xa < xb and ya < yb:
+                live.append((i, image, xa, ya, xb, yb))
+        if not live:
             return views
         out = views.numpy()  # the same memory: numpy's slice copies cost a fraction of torch's
         if not callable(source) and source.dim() == 1:
             colour = source.numpy()[:, None, None]
-            for i, xa, ya, xb, yb in zip(live.tolist(), *rects[live].T.tolist()):
+            for i, _, xa, ya, xb, yb in live:
                 out[i, :, ya:yb, xa:xb] = colour
             return views
-        index = self.index.numpy()
-        by_image: dict[int, list[int]] = {}
-        for i in live.tolist():
-            by_image.setdefault(int(index[i]), []).append(i)
-        for image, members in by_image.items():
-            mine = rects[members]
-            left = top = 0
-            if callable(source):  # computed once per image, over the rectangles' union
-                left, top = mine[:, :2].min(0).tolist()
-                right, bottom = mine[:, 2:].max(0).tolist()
-                part = source(self.images[image, :, top:bottom, left:right]).numpy()
-            else:
-                part = source[image].numpy()
-            for i, xa, ya, xb, yb in zip(members, *mine.T.tolist()):
-                out[i, :, ya:yb, xa:xb] = part[:, ya - top : yb - top, xa - left : xb - left]
+        left, top = min(r[2] for r in live), min(r[3] for r in live)
+        right, bottom = max(r[4] for r in live), max(r[5] for r in live)
+        if callable(source):
+            # once over the rectangles' union on every image, or once per rectangle, whichever
+            # computes fewer pixels (a call counts as CALL_PIXELS more)
+            pixels = sum((xb - xa) * (yb - ya) for _, _, xa, ya, xb, yb in live) + CALL_PIXELS * (len(live) - 1)
+            if len(self.images) * (right - left) * (bottom - top) > pixels:
+                for i, image, xa, ya, xb, yb in live:
+                    out[i, :, ya:yb, xa:xb] = source(self.images[image, :, ya:yb, xa:xb]).numpy()
+                return views
+            part = source(self.images[:, :, top:bottom, left:right]).numpy()
+        else:
+            part, left, top = source.numpy(), 0, 0
+        for i, image, xa, ya, xb, yb in live:
+            out[i, :, ya:yb, xa:xb] = part[image, :, ya - top : yb - top, xa - left : xb - left]
         return views
 
     def columns(self) -> torch.Tensor:

@@ -4,7 +4,8 @@ every path a scorer asks for derived from it."""
 from __future__ import annotations
 
 from abc import ABC
-from typing import TYPE_CHECKING, ClassVar, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, ClassVar, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -114,13 +115,15 @@ class Prompter(Component, ABC):
         pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))  # read only: copied into the crops
         wide = max(x1 - x0 for x0, _, x1, _ in windows)
         tall = max(y1 - y0 for _, y0, _, y1 in windows)
-        crops = np.zeros((len(windows), 3, tall, wide), np.uint8)  # each window at the top-left of its crop
+        # each window at the top-left of its crop, channels last as the image is: plain row copies in,
+        # and the views (drawn in the images' layout) come out as contiguous rows
+        crops = np.zeros((len(windows), tall, wide, 3), np.uint8)
         for crop, (x0, y0, x1, y1) in zip(crops, windows):
-            crop[:, : y1 - y0, : x1 - x0] = pixels[y0:y1, x0:x1].transpose(2, 0, 1)
-        origin = torch.tensor([(x0, y0) for x0, y0, _, _ in windows], dtype=torch.int64)
-        canvas = Canvas(torch.from_numpy(crops), _boxes(boxes), torch.arange(len(windows)),
+            crop[: y1 - y0, : x1 - x0] = pixels[y0:y1, x0:x1]
+        origin = torch.from_numpy(np.array(windows, dtype=np.int64).reshape(-1, 4)[:, :2].copy())
+        canvas = Canvas(torch.from_numpy(crops).permute(0, 3, 1, 2), _boxes(boxes), torch.arange(len(windows)),
                         (pixels.shape[1], pixels.shape[0]), origin=origin)
-        with torch.inference_mode():
+        with torch.inference_mode(), _one_thread():
             views = self.draw(canvas).permute(0, 2, 3, 1).numpy()
         return [v[: y1 - y0, : x1 - x0] for v, (x0, y0, x1, y1) in zip(views, windows)]
 
@@ -168,9 +171,24 @@ class Prompter(Component, ABC):
         if type(self).draw is Prompter.draw:
             raise RefbenchError(f"prompter {type(self).__name__} defines neither draw nor render",
                                 "define draw (the prompt as torch ops over a Canvas) or override render")
-        with torch.inference_mode():
+        with torch.inference_mode(), _one_thread():
             return self.draw(Canvas(images, _boxes(boxes), torch.zeros(len(boxes), dtype=torch.int64),
                                     (images.shape[-1], images.shape[-2]), scale=scale, out=out))
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch on one thread while a prompt draws on the CPU: its tensors are a few boxes and small
+    windows, and a second OpenMP thread left spinning after them slows the numpy (BLAS) work that
+    follows, e.g. the clip scorer's exact resize, by up to half."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _boxes(boxes: Sequence[Box]) -> torch.Tensor:

@@ -54,6 +54,7 @@ class GreenShade(Prompter):
     def __init__(self, options: Options | None = None) -> None:
         super().__init__(options)
         self._tint = np.asarray(self.options.colour, dtype=np.float32) * self.options.alpha  # float32, as numpy computes it
+        self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # device -> _constants
         if self.options.style == "seed":  # JPEG views: made on the full image only, and changed everywhere
             self.draws_within_box = None
             self.phrase_chars = 150  # create_refexp_data.py cuts phrases to 150 characters
@@ -77,23 +78,32 @@ class GreenShade(Prompter):
         the image, at least 1 px)."""
         import torch
 
-        width, height = canvas.size
-        x, y, bw, bh = canvas.boxes.unbind(1)
-        x0 = torch.round(x).clamp(0, width - 1).long()  # pixel_bounds, batched
-        y0 = torch.round(y).clamp(0, height - 1).long()
-        x1 = torch.maximum(torch.round(x + bw).clamp(-1, width).long(), x0 + 1).clamp(max=width)
-        y1 = torch.maximum(torch.round(y + bh).clamp(-1, height).long(), y0 + 1).clamp(max=height)
         o = self.options
-        tint = torch.from_numpy(self._tint).to(canvas.device).double().view(1, 3, 1, 1)
-        def blended(pixels: torch.Tensor) -> torch.Tensor:
-            return torch.round(pixels.double() * (1 - o.alpha) + tint[0]).to(torch.uint8)
+        lo, size = canvas.boxes[:, :2], canvas.boxes[:, 2:]
+        limit = lo.new_tensor(canvas.size)  # (width, height)
+        lo = torch.minimum(torch.round(lo).clamp_(min=0), limit - 1)  # pixel_bounds, batched
+        hi = torch.minimum(torch.maximum(torch.round(canvas.boxes[:, :2] + size), lo + 1), limit)
+        corners = torch.cat([lo, hi], 1).long()
+        tint, solid = self._constants(canvas.device)
 
-        solid = torch.tensor(o.colour, dtype=torch.uint8, device=canvas.device)
+        def blended(pixels: torch.Tensor) -> torch.Tensor:
+            return torch.round(pixels.double() * (1 - o.alpha) + tint).to(torch.uint8)
+
         t = max(1, round(o.outline * canvas.scale)) if o.outline else 0
         views = canvas.views
         if t:
-            canvas.paint(views, x0, y0, x1, y1, solid)
-        return canvas.paint(views, x0 + t, y0 + t, x1 - t, y1 - t, blended)
+            canvas.paint(views, *corners.unbind(1), solid)
+            corners = corners + corners.new_tensor([t, t, -t, -t])
+        return canvas.paint(views, *corners.unbind(1), blended)
+
+    def _constants(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tint (``[3, 1, 1]`` float64) and the outline's colour (``[3]`` uint8) on ``device``, made once."""
+        import torch
+
+        if device not in self._on:
+            self._on[device] = (torch.from_numpy(self._tint).to(device).double().view(3, 1, 1),
+                                torch.tensor(self.options.colour, dtype=torch.uint8, device=device))
+        return self._on[device]
 
 
 # ---------------------------------------------------------------- style: seed
