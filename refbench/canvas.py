@@ -48,7 +48,6 @@ class Canvas:
     #: instead of a new tensor
     out: torch.Tensor | None = field(default=None, repr=False)
     _shared: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
-    _origins: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -113,12 +112,10 @@ class Canvas:
         h, w = self.images.shape[-2:]
         corners = torch.stack([x0, y0, x1, y1], 1).long()
         if self.origin is not None:  # each view's rectangle within its window
-            if self._origins is None:  # (x, y, x, y), made once
-                self._origins = torch.cat([self.origin, self.origin], 1)
-            corners = corners - self._origins
+            corners = corners - torch.cat([self.origin, self.origin], 1)
         # clipped to the view in plain Python: a few boxes an image cost less so than in numpy
         live = []
-        for i, image, (xa, ya, xb, yb) in zip(range(len(corners)), self.index.tolist(), corners.tolist()):
+        for i, (image, (xa, ya, xb, yb)) in enumerate(zip(self.index.tolist(), corners.tolist())):
             xa, ya, xb, yb = max(xa, 0), max(ya, 0), min(xb, w), min(yb, h)
             if xa < xb and ya < yb:
                 live.append((i, image, xa, ya, xb, yb))
@@ -130,9 +127,10 @@ class Canvas:
             for i, _, xa, ya, xb, yb in live:
                 out[i, :, ya:yb, xa:xb] = colour
             return views
-        left, top = min(r[2] for r in live), min(r[3] for r in live)
-        right, bottom = max(r[4] for r in live), max(r[5] for r in live)
+        left = top = 0
         if callable(source):
+            left, top = min(r[2] for r in live), min(r[3] for r in live)
+            right, bottom = max(r[4] for r in live), max(r[5] for r in live)
             # once over the rectangles' union on every image, or once per rectangle, whichever
             # computes fewer pixels (a call counts as CALL_PIXELS more)
             pixels = sum((xb - xa) * (yb - ya) for _, _, xa, ya, xb, yb in live) + CALL_PIXELS * (len(live) - 1)
@@ -142,7 +140,7 @@ class Canvas:
                 return views
             part = source(self.images[:, :, top:bottom, left:right]).numpy()
         else:
-            part, left, top = source.numpy(), 0, 0
+            part = source.numpy()
         for i, image, xa, ya, xb, yb in live:
             out[i, :, ya:yb, xa:xb] = part[image, :, ya - top : yb - top, xa - left : xb - left]
         return views

@@ -79,10 +79,10 @@ class GreenShade(Prompter):
         import torch
 
         o = self.options
-        lo, size = canvas.boxes[:, :2], canvas.boxes[:, 2:]
-        limit = lo.new_tensor(canvas.size)  # (width, height)
-        lo = torch.minimum(torch.round(lo).clamp_(min=0), limit - 1)  # pixel_bounds, batched
-        hi = torch.minimum(torch.maximum(torch.round(canvas.boxes[:, :2] + size), lo + 1), limit)
+        xy, wh = canvas.boxes[:, :2], canvas.boxes[:, 2:]
+        limit = xy.new_tensor(canvas.size)  # (width, height)
+        lo = torch.minimum(torch.round(xy).clamp_(min=0), limit - 1)  # pixel_bounds, batched
+        hi = torch.minimum(torch.maximum(torch.round(xy + wh), lo + 1), limit)
         corners = torch.cat([lo, hi], 1).long()
         tint, solid = self._constants(canvas.device)
 
