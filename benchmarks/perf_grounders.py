@@ -9,7 +9,9 @@ SynthRef testA:
     ``generate``) and the post-processing; nothing else.
 Both load the model inside the timing. Each is run --repeats times, alternating; the figure is the
 best of each. Printed: phrases/s for both, refbench over plain at each batch size (goal >= 90% at
-batch size 1), and refbench batched over refbench at batch size 1 (goal >= 3x on the CPU).
+batch size 1), and refbench batched over refbench at batch size 1 (goal >= 3x on the CPU). Kosmos-2's
+plain loop pads prompts of different lengths into one batch, which moves its answers (see
+live_models.kosmos2); refbench batches only prompts of one length, so its batches are smaller.
 
     python benchmarks/perf_grounders.py                          # CPU, all tiny families
     python benchmarks/perf_grounders.py --device cuda --batch-sizes 1 16 --images 200
@@ -90,7 +92,7 @@ def plain_vlm(folder: Path, pairs: list[tuple[Path, str]], batch: int, device: s
 
     start = time.perf_counter()
     processor = AutoProcessor.from_pretrained(folder)
-    processor.tokenizer.padding_side = "left"
+    processor.tokenizer.padding_side = "right" if cls.startswith("Florence2") else "left"
     model = getattr(transformers, cls).from_pretrained(folder).to(device).eval()
     cache: dict[Path, Image.Image] = {}
     for k in range(0, len(pairs), batch):
@@ -98,19 +100,22 @@ def plain_vlm(folder: Path, pairs: list[tuple[Path, str]], batch: int, device: s
         ims = decoded(part, cache)
         if cls.startswith("PaliGemma"):  # no chat template: the image token, then the prompt
             texts = ["<image>" + prompt.replace("{phrase}", p) for _, p in part]
+        elif cls.startswith(("Florence2", "Kosmos2")):  # the processor adds the image tokens
+            texts = [prompt.replace("{phrase}", p) for _, p in part]
         else:
             texts = [processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt.replace("{phrase}", p)}]}],
                                                    add_generation_prompt=True) for _, p in part]
         inputs = processor(images=ims, text=texts, padding=True, return_tensors="pt").to(device)
         with torch.inference_mode():
             out = model.generate(**inputs, max_new_tokens=24, do_sample=False)
-        processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=False)
+        new = out[:, 1:] if model.config.is_encoder_decoder else out[:, inputs["input_ids"].shape[1]:]
+        processor.batch_decode(new, skip_special_tokens=False)
     return time.perf_counter() - start
 
 
 def run_refbench(root: Path, folder: Path, plugin: str, batch: int, images: int, device: str, work: Path) -> float:
     spec = {"plugin": plugin, "model": str(folder), "batch_size": batch, "device": device}
-    if plugin in ("qwen2_vl", "qwen2_5_vl", "paligemma"):
+    if plugin in ("qwen2_vl", "qwen2_5_vl", "paligemma", "florence2", "kosmos2"):
         spec["max_new_tokens"] = 24
     config = work / f"{plugin}-{batch}.yaml"
     config.write_text(f"""name: perf_{plugin}
@@ -133,7 +138,7 @@ def main() -> None:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--models", nargs="+", default=["grounding_dino", "owlv2", "qwen2_vl", "qwen2_5_vl", "paligemma"])
+    p.add_argument("--models", nargs="+", default=["grounding_dino", "owlv2", "qwen2_vl", "qwen2_5_vl", "paligemma", "florence2", "kosmos2"])
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -149,7 +154,12 @@ def main() -> None:
                      "owlv2": lambda b: plain_detector(folders[name], pairs, b, args.device, owl=True),
                      "qwen2_vl": lambda b: plain_vlm(folders[name], pairs, b, args.device, QWEN2, "Qwen2VLForConditionalGeneration"),
                      "qwen2_5_vl": lambda b: plain_vlm(folders[name], pairs, b, args.device, QWEN25, "Qwen2_5_VLForConditionalGeneration"),
-                     "paligemma": lambda b: plain_vlm(folders[name], pairs, b, args.device, "detect {phrase}", "PaliGemmaForConditionalGeneration")}[name]
+                     "paligemma": lambda b: plain_vlm(folders[name], pairs, b, args.device, "detect {phrase}", "PaliGemmaForConditionalGeneration"),
+                     "florence2": lambda b: plain_vlm(folders[name], pairs, b, args.device, "<CAPTION_TO_PHRASE_GROUNDING>{phrase}",
+                                                      "Florence2ForConditionalGeneration"),
+                     # the plain loop batches Kosmos-2's prompts of any length, padded; refbench batches equal lengths only
+                     "kosmos2": lambda b: plain_vlm(folders[name], pairs, b, args.device, "<grounding><phrase> {phrase}</phrase>",
+                                                    "Kosmos2ForConditionalGeneration")}[name]
             rate = {}
             for b in args.batch_sizes:
                 ours, theirs = [], []

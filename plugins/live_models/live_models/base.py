@@ -73,17 +73,18 @@ class ModelGrounder(Grounder, ABC):
     def ground(self, image: Image.Image | None, item: ImageItem) -> list[Answer]:
         return self.ground_batch([image], [item])[0]
 
-    def batch_key(self, image: Image.Image | None, item: ImageItem) -> Hashable:
-        """Pairs share a batch only when their images' keys are equal. None (the default): any pairs
-        may; a detector whose processor pads a batch to its largest image keys by the image's size,
-        so padding never changes an answer."""
+    def batch_key(self, image: Image.Image | None, item: ImageItem, phrase: str) -> Hashable:
+        """Pairs share a batch only when their keys are equal. None (the default): any pairs may; a
+        detector whose processor pads a batch to its largest image keys by the image's size, and a
+        model whose padding moves its positions by the prompt's length in tokens, so padding never
+        changes an answer."""
         return None
 
     def ground_batch(self, images: Sequence[Image.Image | None], items: Sequence[ImageItem]) -> list[list[Answer]]:
         pairs = [(i, r.text) for i, item in enumerate(items) for r in item.refs]
         groups: dict[Hashable, list[int]] = {}  # pair indices by batch key, in order
         for k, (i, _) in enumerate(pairs):
-            groups.setdefault(self.batch_key(images[i], items[i]), []).append(k)
+            groups.setdefault(self.batch_key(images[i], items[i], pairs[k][1]), []).append(k)
         size = self.options.batch_size
         answers: list[Answer | None] = [None] * len(pairs)
         for members in groups.values():

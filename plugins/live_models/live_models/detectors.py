@@ -118,7 +118,7 @@ class GroundingDino(DetectorGrounder):
         text = phrase.strip().lower()
         return text if text.endswith(".") else text + "."
 
-    def batch_key(self, image: Image.Image | None, item: ImageItem) -> Hashable:
+    def batch_key(self, image: Image.Image | None, item: ImageItem, phrase: str) -> Hashable:
         return None if image is None else image.size
 
     def encode(self, images: Sequence[Image.Image], queries: Sequence[str]) -> Any:

@@ -18,6 +18,8 @@ def refbench_grounders():
         "qwen2_vl": "live_models.qwen:Qwen2Vl",
         "qwen2_5_vl": "live_models.qwen:Qwen25Vl",
         "paligemma": "live_models.paligemma:PaliGemma",
+        "florence2": "live_models.florence2:Florence2",
+        "kosmos2": "live_models.kosmos2:Kosmos2",
     }
 
 

@@ -16,4 +16,6 @@ BUILDERS: dict[str, str] = {
     "qwen2_vl": "live_models.tiny.qwen:build_qwen2_vl",
     "qwen2_5_vl": "live_models.tiny.qwen:build_qwen2_5_vl",
     "paligemma": "live_models.tiny.paligemma:build",
+    "florence2": "live_models.tiny.florence2:build",
+    "kosmos2": "live_models.tiny.kosmos2:build",
 }

@@ -1,0 +1,50 @@
+"""Florence-2 as a grounder: ``<CAPTION_TO_PHRASE_GROUNDING>`` and the phrase, answered with location
+tokens.
+
+Florence-2 is an encoder-decoder without a chat template. Its processor expands the task token into
+its own prompt ("Locate the phrases in the caption: {phrase}") and adds the image tokens and the
+sequence tokens itself, so the text handed to it is the task token and the phrase. Florence-2 has no
+referring-expression task token among its task prompts (transformers ``processing_florence2.py``);
+phrase grounding is the nearest, and ``prompt: "<OPEN_VOCABULARY_DETECTION>{phrase}"`` asks the other
+task that answers a phrase with boxes. The answer is the phrase, then ``<loc_x1><loc_y1><loc_x2>
+<loc_y2>`` per box: xyxy, x first, each coordinate quantized into 1,000 bins of the image (Florence-2
+paper, arXiv:2311.06242, its task formulation's location tokens), read back at the bin's centre,
+(bin + 0.5) / 1000 of the side (transformers' ``Florence2PostProcessor.dequantize``, which then
+truncates to whole pixels; refbench keeps the fraction). The processor squeezes the image to its
+square input, so the bins are fractions of the original image's width and height. The first box is
+the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from refbench import BoxFormat
+
+from .vlm import VlmGrounder
+
+TASK = "<CAPTION_TO_PHRASE_GROUNDING>"
+
+
+class Florence2(VlmGrounder):
+    """Florence-2: phrase grounding; its first <loc_N> box, xyxy, centres of 1000 bins of the image."""
+
+    plugin = "florence2"
+    model_types = ("florence2",)
+    model_class = "Florence2ForConditionalGeneration"
+    chat = False
+    padding_side = "right"  # BART's learned positions count from the first token
+    prompt = TASK + "{phrase}"
+    pattern = re.compile(r"<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>")
+    box_format = BoxFormat(box_format="xyxy", scale="grid", grid=1000, grid_offset=0.5)
+
+    def text(self, phrase: str) -> str:
+        """The task token and the phrase: the processor adds the image and sequence tokens."""
+        return (self.options.prompt or self.prompt).replace("{phrase}", phrase)  # type: ignore[attr-defined]
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        template = self.options.prompt or self.prompt  # type: ignore[attr-defined]
+        out["expanded_prompt"] = self.processor._construct_prompts([template])[0]  # what the encoder reads
+        return out

@@ -1,0 +1,94 @@
+"""Florence-2 and Kosmos-2 as grounders: their location answers decoded by hand, and tiny models saved
+with save_pretrained and loaded back through ``model: <folder>``, run on SynthRef through the real
+processors and ``generate``: raw text kept, batched == unbatched, the declared formats in run.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from refbench.cli import main
+
+from conftest import bench_yaml
+
+from live_models.florence2 import Florence2
+from live_models.kosmos2 import Kosmos2
+
+
+def decode(cls, text: str, width: int, height: int):
+    found = cls.pattern.search(text)
+    grounder = cls.__new__(cls)  # values() reads nothing of the instance
+    return None if found is None else cls.box_format.decode(grounder.values(found.groups()), width, height)
+
+
+def test_florence2_reads_the_first_box_at_bin_centres_of_the_image():
+    # "wheels" on transformers' car image (1300 x 651 px is not needed: any size scales the same)
+    box = decode(Florence2, "</s><s>wheels<loc_144><loc_570><loc_870><loc_778>wheels<loc_711><loc_573><loc_866><loc_774></s>", 640, 480)
+    x1, y1, x2, y2 = 144.5 / 1000 * 640, 570.5 / 1000 * 480, 870.5 / 1000 * 640, 778.5 / 1000 * 480
+    assert box.xywh == pytest.approx((x1, y1, x2 - x1, y2 - y1))
+    assert decode(Florence2, "<s>the whole<loc_0><loc_0><loc_999><loc_999>", 100, 50).xywh == pytest.approx((0.05, 0.025, 99.9, 49.95))
+    assert decode(Florence2, "<s>a dog<loc_1><loc_2></s>", 640, 480) is None
+    assert decode(Florence2, "<s>upside down<loc_500><loc_500><loc_100><loc_100>", 640, 480) == "invalid_box"
+
+
+def test_kosmos2_reads_cell_centres_or_whole_cells_on_its_32_grid():
+    # transformers' Kosmos-2 example: "a snowman" <patch_index_0044><patch_index_0863> -> (0.390625, 0.046875, 0.984375, 0.828125)
+    box = decode(Kosmos2, "<object><patch_index_0044><patch_index_0863></object>", 640, 480)
+    assert box.xywh == pytest.approx((0.390625 * 640, 0.046875 * 480, (0.984375 - 0.390625) * 640, (0.828125 - 0.046875) * 480))
+    # one cell, or corners in one row: the cells whole (cell 33 is row 1, column 1; 40 is row 1, column 8)
+    assert decode(Kosmos2, "<patch_index_0033><patch_index_0033>", 320, 320).xywh == pytest.approx((10, 10, 10, 10))
+    assert decode(Kosmos2, "<patch_index_0033><patch_index_0040>", 320, 320).xywh == pytest.approx((10, 10, 80, 10))
+    assert decode(Kosmos2, "<object><patch_index_0044></object>", 640, 480) is None
+    assert decode(Kosmos2, "<patch_index_0863><patch_index_0044>", 640, 480) == "invalid_box"
+
+
+FAMILIES = {"florence2": "live_models.tiny.florence2", "kosmos2": "live_models.tiny.kosmos2"}
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def tiny(request, tmp_path_factory) -> tuple[str, Path]:
+    import importlib
+
+    build = importlib.import_module(FAMILIES[request.param]).build
+    return request.param, build(tmp_path_factory.mktemp(request.param) / "m")
+
+
+def run(root: Path, plugin: str, folder: Path, tmp: Path, **options) -> tuple[list[dict], dict]:
+    spec = {"plugin": plugin, "model": str(folder), "max_new_tokens": 8, **options}
+    (tmp / "b.yaml").write_text(bench_yaml(root, f"  - id: vlm\n    ground: {json.dumps(spec)}", splits="[testA]", proposer="null",
+                                           extra="runner: {limit: 5}"))
+    assert main(["run", str(tmp / "b.yaml"), "--results", str(tmp / "r"), "-q"]) == 0
+    (found,) = [p for p in (tmp / "r").iterdir() if p.is_dir()]
+    lines = [json.loads(x) for x in (found / "predictions.jsonl").read_text().splitlines()]
+    return sorted(lines, key=lambda r: r["sent_id"]), json.loads((found / "run.json").read_text())
+
+
+def test_a_run_keeps_every_answer_and_batches_change_none(tiny, synth_root, tmp_path):
+    plugin, folder = tiny
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    one, _ = run(synth_root, plugin, folder, tmp_path / "a", batch_size=1)
+    four, record = run(synth_root, plugin, folder, tmp_path / "b", batch_size=4)
+    assert len(four) == record["metrics"]["vlm"]["n"] > 4
+    assert all(r["raw"] and (r["box"] or r["problem"]) for r in four)
+    assert [(r["sent_id"], r["raw"], r["box"], r.get("problem")) for r in one] == \
+           [(r["sent_id"], r["raw"], r["box"], r.get("problem")) for r in four]
+    method = record["methods"]["vlm"]
+    assert method["decoding"] == "greedy" and method["box_format"]["scale"] == "grid"
+    if plugin == "florence2":
+        assert method["box_format"]["grid"] == 1000 and method["box_format"]["grid_offset"] == 0.5
+        assert method["expanded_prompt"] == "Locate the phrases in the caption: {phrase}"
+        assert all(r["raw"].startswith("<s>") for r in four)  # the decoder's start token is cut, the forced <s> kept
+    else:
+        assert method["box_format"]["grid"] == 32 and method["prompt"] == "<grounding><phrase> {phrase}</phrase>"
+
+
+def test_a_folder_of_another_family_is_one_line(tiny, synth_root, tmp_path, capsys):
+    plugin, folder = tiny
+    other = "kosmos2" if plugin == "florence2" else "florence2"
+    (tmp_path / "b.yaml").write_text(bench_yaml(synth_root, f"  - id: vlm\n    ground: {{plugin: {other}, model: {folder}}}",
+                                                splits="[testA]", proposer="null"))
+    assert main(["run", str(tmp_path / "b.yaml"), "--results", str(tmp_path / "r"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"plugin {other} runs" in err and len(err.splitlines()) == 1
