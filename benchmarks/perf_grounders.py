@@ -37,6 +37,7 @@ from live_models.tiny.__main__ import build as build_tiny
 
 QWEN25 = "Locate {phrase} in this image and output the bbox coordinates in JSON format."
 QWEN2 = "<|object_ref_start|>{phrase}<|object_ref_end|>"
+INTERNVL = "Please provide the bounding box coordinate of the region this sentence describes: <ref>{phrase}</ref>"
 
 
 def pairs_of(root: Path, images: int) -> list[tuple[Path, str]]:
@@ -115,7 +116,7 @@ def plain_vlm(folder: Path, pairs: list[tuple[Path, str]], batch: int, device: s
 
 def run_refbench(root: Path, folder: Path, plugin: str, batch: int, images: int, device: str, work: Path) -> float:
     spec = {"plugin": plugin, "model": str(folder), "batch_size": batch, "device": device}
-    if plugin in ("qwen2_vl", "qwen2_5_vl", "paligemma", "florence2", "kosmos2"):
+    if plugin in ("qwen2_vl", "qwen2_5_vl", "paligemma", "florence2", "kosmos2", "internvl"):
         spec["max_new_tokens"] = 24
     config = work / f"{plugin}-{batch}.yaml"
     config.write_text(f"""name: perf_{plugin}
@@ -138,7 +139,7 @@ def main() -> None:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--models", nargs="+", default=["grounding_dino", "owlv2", "qwen2_vl", "qwen2_5_vl", "paligemma", "florence2", "kosmos2"])
+    p.add_argument("--models", nargs="+", default=["grounding_dino", "owlv2", "qwen2_vl", "qwen2_5_vl", "paligemma", "florence2", "kosmos2", "internvl"])
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -159,7 +160,8 @@ def main() -> None:
                                                       "Florence2ForConditionalGeneration"),
                      # the plain loop batches Kosmos-2's prompts of any length, padded; refbench batches equal lengths only
                      "kosmos2": lambda b: plain_vlm(folders[name], pairs, b, args.device, "<grounding><phrase> {phrase}</phrase>",
-                                                    "Kosmos2ForConditionalGeneration")}[name]
+                                                    "Kosmos2ForConditionalGeneration"),
+                     "internvl": lambda b: plain_vlm(folders[name], pairs, b, args.device, INTERNVL, "InternVLForConditionalGeneration")}[name]
             rate = {}
             for b in args.batch_sizes:
                 ours, theirs = [], []

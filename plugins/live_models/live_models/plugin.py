@@ -20,6 +20,7 @@ def refbench_grounders():
         "paligemma": "live_models.paligemma:PaliGemma",
         "florence2": "live_models.florence2:Florence2",
         "kosmos2": "live_models.kosmos2:Kosmos2",
+        "internvl": "live_models.internvl:InternVl",
     }
 
 

@@ -12,8 +12,8 @@ original image. Text without a box is ``unparsable``; the text itself is kept wi
 An encoder-decoder (Florence-2) is padded on the right instead: its encoder's learned positions
 count from the first token, so left padding would move them; its attention mask keeps the padding
 out, and ``generate`` returns the decoder's tokens alone, after its start token. The families are in
-:mod:`live_models.qwen`, :mod:`live_models.paligemma`, :mod:`live_models.florence2` and
-:mod:`live_models.kosmos2`.
+:mod:`live_models.qwen`, :mod:`live_models.paligemma`, :mod:`live_models.florence2`,
+:mod:`live_models.kosmos2` and :mod:`live_models.internvl`.
 """
 
 from __future__ import annotations

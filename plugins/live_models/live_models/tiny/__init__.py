@@ -18,4 +18,5 @@ BUILDERS: dict[str, str] = {
     "paligemma": "live_models.tiny.paligemma:build",
     "florence2": "live_models.tiny.florence2:build",
     "kosmos2": "live_models.tiny.kosmos2:build",
+    "internvl": "live_models.tiny.internvl:build",
 }

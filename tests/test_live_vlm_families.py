@@ -1,4 +1,4 @@
-"""Florence-2 and Kosmos-2 as grounders: their location answers decoded by hand, and tiny models saved
+"""Florence-2, Kosmos-2 and InternVL as grounders: their location answers decoded by hand, and tiny models saved
 with save_pretrained and loaded back through ``model: <folder>``, run on SynthRef through the real
 processors and ``generate``: raw text kept, batched == unbatched, the declared formats in run.json."""
 
@@ -14,6 +14,7 @@ from refbench.cli import main
 from conftest import bench_yaml
 
 from live_models.florence2 import Florence2
+from live_models.internvl import InternVl
 from live_models.kosmos2 import Kosmos2
 
 
@@ -24,7 +25,7 @@ def decode(cls, text: str, width: int, height: int):
 
 
 def test_florence2_reads_the_first_box_at_bin_centres_of_the_image():
-    # "wheels" on transformers' car image (1300 x 651 px is not needed: any size scales the same)
+    # the answer of transformers' own Florence-2 batching test ("wheels", three boxes), read on a 640x480 image
     box = decode(Florence2, "</s><s>wheels<loc_144><loc_570><loc_870><loc_778>wheels<loc_711><loc_573><loc_866><loc_774></s>", 640, 480)
     x1, y1, x2, y2 = 144.5 / 1000 * 640, 570.5 / 1000 * 480, 870.5 / 1000 * 640, 778.5 / 1000 * 480
     assert box.xywh == pytest.approx((x1, y1, x2 - x1, y2 - y1))
@@ -44,7 +45,15 @@ def test_kosmos2_reads_cell_centres_or_whole_cells_on_its_32_grid():
     assert decode(Kosmos2, "<patch_index_0863><patch_index_0044>", 640, 480) == "invalid_box"
 
 
-FAMILIES = {"florence2": "live_models.tiny.florence2", "kosmos2": "live_models.tiny.kosmos2"}
+def test_internvl_reads_its_double_brackets_on_a_0_1000_grid_of_the_image():
+    box = decode(InternVl, "<ref>the dog</ref><box>[[100, 250, 600, 750]]</box>", 640, 480)
+    assert box.xywh == pytest.approx((64, 120, 320, 240))
+    # small values are 0-1000 too (InternVL's own evaluation would read [[0.1, 0.2, 0.5, 0.6]] as fractions)
+    assert decode(InternVl, "[[1, 2, 3, 4]]", 1000, 500).xywh == pytest.approx((1, 1, 2, 1))
+    assert decode(InternVl, "<ref>the dog</ref>", 640, 480) is None
+
+
+FAMILIES = {"florence2": "live_models.tiny.florence2", "kosmos2": "live_models.tiny.kosmos2", "internvl": "live_models.tiny.internvl"}
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
@@ -75,18 +84,20 @@ def test_a_run_keeps_every_answer_and_batches_change_none(tiny, synth_root, tmp_
     assert [(r["sent_id"], r["raw"], r["box"], r.get("problem")) for r in one] == \
            [(r["sent_id"], r["raw"], r["box"], r.get("problem")) for r in four]
     method = record["methods"]["vlm"]
-    assert method["decoding"] == "greedy" and method["box_format"]["scale"] == "grid"
+    assert method["decoding"] == "greedy"
     if plugin == "florence2":
-        assert method["box_format"]["grid"] == 1000 and method["box_format"]["grid_offset"] == 0.5
+        assert method["box_format"]["scale"] == "grid" and method["box_format"]["grid"] == 1000 and method["box_format"]["grid_offset"] == 0.5
         assert method["expanded_prompt"] == "Locate the phrases in the caption: {phrase}"
         assert all(r["raw"].startswith("<s>") for r in four)  # the decoder's start token is cut, the forced <s> kept
-    else:
+    elif plugin == "kosmos2":
         assert method["box_format"]["grid"] == 32 and method["prompt"] == "<grounding><phrase> {phrase}</phrase>"
+    else:
+        assert method["box_format"]["scale"] == "0-1000" and method["prompt"].endswith("<ref>{phrase}</ref>")
 
 
 def test_a_folder_of_another_family_is_one_line(tiny, synth_root, tmp_path, capsys):
     plugin, folder = tiny
-    other = "kosmos2" if plugin == "florence2" else "florence2"
+    other = {"florence2": "kosmos2", "kosmos2": "internvl", "internvl": "florence2"}[plugin]
     (tmp_path / "b.yaml").write_text(bench_yaml(synth_root, f"  - id: vlm\n    ground: {{plugin: {other}, model: {folder}}}",
                                                 splits="[testA]", proposer="null"))
     assert main(["run", str(tmp_path / "b.yaml"), "--results", str(tmp_path / "r"), "-q"]) == 2
