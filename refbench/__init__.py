@@ -28,7 +28,7 @@ _EXPORTS: dict[str, str] = {
     # masks
     "annotation_boxes": "masks", "box_rle": "masks", "decode_mask": "masks", "mask_rle": "masks", "with_mask": "masks",
     # what a prompter draws on, and helpers for its tensor path
-    "Canvas": "canvas", "tensor_args": "tensors", "rect_masks": "tensors",
+    "Canvas": "canvas", "Lookup": "canvas", "tensor_args": "tensors", "rect_masks": "tensors",
     # errors and hooks
     "RefbenchError": "errors", "hookimpl": "hookspecs",
     # files
@@ -60,7 +60,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .canvas import Canvas
+    from .canvas import Canvas, Lookup
     from .boxes import Box, IoUConvention, as_array, box_problem, check_boxes, iou, iou_matrix
     from .config import (BenchmarkConfig, ComponentSpec, ProposerSpec, ProtocolConfig, RunnerConfig, Workers, config_digest,
                          load_config, load_yaml)

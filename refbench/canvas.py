@@ -25,6 +25,38 @@ if TYPE_CHECKING:
 CALL_PIXELS = 4096
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """A per-channel map of pixel values, as a ``source`` of :meth:`Canvas.paint`: where channel ``c``
+    of the image is ``v``, the view becomes ``table[c, v]``. ``table``: uint8 ``[3, 256]``.
+
+    A tint or a change of brightness or contrast maps each channel's value on its own: as a lookup it
+    computes nothing per pixel, and on the CPU it is one numpy table lookup per rectangle. Make one
+    with :meth:`of`, from the same function a per-pixel source would be, so the views are that
+    function's, value for value."""
+
+    table: torch.Tensor
+
+    @classmethod
+    def of(cls, function: Callable[[torch.Tensor], torch.Tensor], device: torch.device | str = "cpu") -> "Lookup":
+        """``function`` (a per-pixel function of uint8 ``[..., 3, h, w]`` pixels whose channel ``c``
+        depends only on the input's channel ``c``) tabulated over every value 0-255, on ``device``."""
+        import torch
+
+        values = torch.arange(256, dtype=torch.uint8, device=device).expand(3, 1, 256).contiguous()  # [3, h=1, w=256]
+        table = function(values).reshape(3, 256)
+        if table.dtype != torch.uint8:
+            raise TypeError(f"a lookup's function returns uint8 pixels, not {table.dtype}")
+        return cls(table.contiguous())
+
+    def apply(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The table applied to uint8 ``[..., 3, h, w]`` pixels, on their device."""
+        import torch
+
+        offsets = torch.arange(0, 768, 256, device=pixels.device).view(3, 1, 1)
+        return torch.take(self.table.to(pixels.device), pixels.long() + offsets)
+
+
 @dataclass
 class Canvas:
     """One batch of views to draw: ``N`` boxes, each on its image (or on its window of the image).
@@ -93,19 +125,22 @@ class Canvas:
         return self._shared[name]
 
     def paint(self, views: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor,
-              source: torch.Tensor | Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+              source: torch.Tensor | Lookup | Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """Set each view's half-open pixel rectangle ``[x0, x1) x [y0, y1)`` (``[N]`` integers in the
         whole image's pixels) from ``source``, in place, and return ``views``.
 
         ``source`` is one colour, a 1-D ``[3]`` uint8 tensor; or a per-image ``[B, C, h, w]`` tensor (e.g.
         ``images``, or :meth:`per_image`'s), read at the same pixels of the view's image; or a
         per-pixel function of uint8 ``[..., 3, h', w']`` pixels (e.g. a blend), which is then computed
-        once over the rectangles' union or once per rectangle, whichever computes fewer pixels. On
-        the CPU each rectangle is a slice copy; elsewhere one masked select over the batch."""
+        once over the rectangles' union or once per rectangle, whichever computes fewer pixels; or a
+        :class:`Lookup` of the image's pixels, applied per rectangle. On the CPU each rectangle is a
+        slice copy; elsewhere one masked select over the batch."""
         import torch
 
         if self.device.type != "cpu":
-            if callable(source):
+            if isinstance(source, Lookup):
+                source = source.apply(self.images)
+            elif callable(source):
                 source = source(self.images)
             source = source.view(1, -1, 1, 1) if source.dim() == 1 else source[self.index]
             return views.copy_(torch.where(self.rect(x0, y0, x1, y1), source, views))
@@ -122,10 +157,22 @@ class Canvas:
         if not live:
             return views
         out = views.numpy()  # the same memory: numpy's slice copies cost a fraction of torch's
+        if isinstance(source, Lookup):  # one table lookup per rectangle, from the image into the view
+            table, images = source.table.numpy().reshape(-1), self.images.numpy()
+            offsets = np.arange(0, 768, 256, dtype=np.intp).reshape(3, 1, 1)
+            for i, image, xa, ya, xb, yb in live:
+                np.take(table, images[image, :, ya:yb, xa:xb] + offsets, out=out[i, :, ya:yb, xa:xb], mode="clip")
+            return views
         if not callable(source) and source.dim() == 1:
-            colour = source.numpy()[:, None, None]
+            # copied from a block filled once, in the views' memory order: numpy broadcasts a
+            # colour into a slice several times slower than it copies one
+            tall, wide = max(r[5] - r[3] for r in live), max(r[4] - r[2] for r in live)
+            fill = np.empty((1, 3, tall, wide), np.uint8)
+            if views.is_contiguous(memory_format=torch.channels_last) and not views.is_contiguous():
+                fill = np.empty((1, tall, wide, 3), np.uint8).transpose(0, 3, 1, 2)
+            fill[:] = source.numpy()[:, None, None]
             for i, _, xa, ya, xb, yb in live:
-                out[i, :, ya:yb, xa:xb] = colour
+                out[i, :, ya:yb, xa:xb] = fill[0, :, : yb - ya, : xb - xa]
             return views
         left = top = 0
         if callable(source):

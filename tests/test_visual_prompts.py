@@ -334,3 +334,36 @@ def test_a_prompt_defined_once_by_draw_has_every_path(tmp_path):
     assert np.array_equal(views[0], full[0])
     flipped = np.asarray(prompter.render(Image.fromarray(image[::-1].copy()), boxes[1:])[0])
     assert np.array_equal(views[1], flipped)
+
+
+def test_a_lookup_paints_what_its_function_paints():
+    """``Lookup.of(f)`` as a paint source gives ``f``'s pixels: on the CPU's per-rectangle path (whole
+    images and windows with their origin) and applied to tensors (the path other devices take); a
+    function that does not return uint8 is refused."""
+    import torch
+
+    from refbench import Canvas, Lookup
+
+    def tint(pixels: torch.Tensor) -> torch.Tensor:
+        return torch.round(pixels.double() * 0.3 + pixels.new_tensor([10, 200, 35]).double().view(3, 1, 1)).to(torch.uint8)
+
+    rng = np.random.default_rng(5)
+    images = torch.from_numpy(rng.integers(0, 256, (2, 3, 30, 40), dtype=np.uint8))
+    lookup = Lookup.of(tint)
+    assert lookup.table.shape == (3, 256) and torch.equal(lookup.apply(images), tint(images))
+    boxes = torch.tensor([[2.0, 3.0, 10.0, 8.0], [15.0, 0.0, 40.0, 30.0], [-5.0, -5.0, 3.0, 3.0]], dtype=torch.float64)
+    index = torch.tensor([0, 1, 1])
+    corners = torch.tensor([[2, 3, 12, 11], [15, 0, 40, 30], [0, 0, 0, 0]])  # the last one empty
+    canvas = Canvas(images, boxes, index, (40, 30))
+    by_lookup = canvas.paint(canvas.views, *corners.unbind(1), lookup)
+    by_function = canvas.paint(canvas.views, *corners.unbind(1), tint)
+    assert torch.equal(by_lookup, by_function) and not torch.equal(by_lookup, images[index])
+    # windows: each view a crop of its image, the corners still the whole image's
+    origin = torch.tensor([[1, 2], [14, 0], [0, 0]])
+    crops = torch.stack([images[i, :, y:y + 12, x:x + 20] for i, (x, y) in zip(index.tolist(), origin.tolist())])
+    windows = Canvas(crops.contiguous(memory_format=torch.channels_last), boxes, torch.arange(3), (40, 30), origin=origin)
+    painted = windows.paint(windows.views, *corners.unbind(1), lookup)
+    for view, whole, (x, y) in zip(painted, by_function, origin.tolist()):
+        assert torch.equal(view, whole[:, y:y + 12, x:x + 20])
+    with pytest.raises(TypeError, match="uint8"):
+        Lookup.of(lambda p: p.double())

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from pydantic import Field, model_validator
 
-from refbench import Box, Canvas, Options, Prompter, as_array
+from refbench import Box, Canvas, Lookup, Options, Prompter, as_array
 
 if TYPE_CHECKING:
     import torch
@@ -54,7 +54,7 @@ class GreenShade(Prompter):
     def __init__(self, options: Options | None = None) -> None:
         super().__init__(options)
         self._tint = np.asarray(self.options.colour, dtype=np.float32) * self.options.alpha  # float32, as numpy computes it
-        self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # device -> _constants
+        self._on: dict[torch.device, tuple[Lookup, torch.Tensor]] = {}  # device -> _constants
         if self.options.style == "seed":  # JPEG views: made on the full image only, and changed everywhere
             self.draws_within_box = None
             self.phrase_chars = 150  # create_refexp_data.py cuts phrases to 150 characters
@@ -84,25 +84,29 @@ class GreenShade(Prompter):
         lo = torch.minimum(torch.round(xy).clamp_(min=0), limit - 1)  # pixel_bounds, batched
         hi = torch.minimum(torch.maximum(torch.round(xy + wh), lo + 1), limit)
         corners = torch.cat([lo, hi], 1).long()
-        tint, solid = self._constants(canvas.device)
-
-        def blended(pixels: torch.Tensor) -> torch.Tensor:
-            return torch.round(pixels.double() * (1 - o.alpha) + tint).to(torch.uint8)
-
+        blend, solid = self._constants(canvas.device)
         t = max(1, round(o.outline * canvas.scale)) if o.outline else 0
         views = canvas.views
         if t:
             canvas.paint(views, *corners.unbind(1), solid)
             corners = corners + corners.new_tensor([t, t, -t, -t])
-        return canvas.paint(views, *corners.unbind(1), blended)
+        return canvas.paint(views, *corners.unbind(1), blend)
 
-    def _constants(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The tint (``[3, 1, 1]`` float64) and the outline's colour (``[3]`` uint8) on ``device``, made once."""
+    def blended(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The blend of uint8 pixels with the colour: ``round(pixel * (1 - alpha) + alpha * colour)`` in
+        float64, rounded half to even. Each channel on its own, so :meth:`draw` paints it as a
+        :class:`refbench.Lookup` of every value."""
+        import torch
+
+        tint = torch.from_numpy(self._tint).to(pixels.device).double().view(3, 1, 1)
+        return torch.round(pixels.double() * (1 - self.options.alpha) + tint).to(torch.uint8)
+
+    def _constants(self, device: torch.device) -> tuple[Lookup, torch.Tensor]:
+        """The blend as a lookup and the outline's colour (``[3]`` uint8) on ``device``, made once."""
         import torch
 
         if device not in self._on:
-            self._on[device] = (torch.from_numpy(self._tint).to(device).double().view(3, 1, 1),
-                                torch.tensor(self.options.colour, dtype=torch.uint8, device=device))
+            self._on[device] = (Lookup.of(self.blended, device), torch.tensor(self.options.colour, dtype=torch.uint8, device=device))
         return self._on[device]
 
 

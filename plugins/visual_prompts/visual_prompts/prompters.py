@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 from pydantic import Field
 
-from refbench import Box, Canvas, Options, Prompter
+from refbench import Box, Canvas, Lookup, Options, Prompter
 
 if TYPE_CHECKING:
     import torch
@@ -177,17 +177,17 @@ class CptShade(Prompter):
         alpha: float = Field(127 / 255, ge=0, le=1, description="opacity of the tint")
 
     def draw(self, canvas: Canvas) -> torch.Tensor:
-        """Inside the box ``rint((1 - alpha) * pixel + alpha * colour)`` in float32 (as numpy computes
-        it, rounded half to even), elsewhere the image."""
+        """Inside the box :meth:`tinted`, painted as a lookup of every value; elsewhere the image."""
+        return canvas.paint(canvas.views, *box_pixels_bounds(canvas), Lookup.of(self.tinted, canvas.device))
+
+    def tinted(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``rint((1 - alpha) * pixel + alpha * colour)`` in float32 (as numpy computes it, rounded half
+        to even), each channel on its own."""
         import torch
 
         a = self.options.alpha
-        tint = torch.from_numpy(np.asarray(self.options.colour, dtype=np.float32) * a).to(canvas.device).view(3, 1, 1)
-
-        def tinted(pixels: torch.Tensor) -> torch.Tensor:
-            return torch.round(pixels.float() * float(np.float32(1 - a)) + tint).to(torch.uint8)
-
-        return canvas.paint(canvas.views, *box_pixels_bounds(canvas), tinted)
+        tint = torch.from_numpy(np.asarray(self.options.colour, dtype=np.float32) * a).to(pixels.device).view(3, 1, 1)
+        return torch.round(pixels.float() * float(np.float32(1 - a)) + tint).to(torch.uint8)
 
 
 class GrayscaleOutside(Prompter):
