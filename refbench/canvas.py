@@ -157,13 +157,7 @@ class Canvas:
         if not live:
             return views
         out = views.numpy()  # the same memory: numpy's slice copies cost a fraction of torch's
-        if isinstance(source, Lookup):  # one table lookup per rectangle, from the image into the view
-            table, images = source.table.numpy().reshape(-1), self.images.numpy()
-            offsets = np.arange(0, 768, 256, dtype=np.intp).reshape(3, 1, 1)
-            for i, image, xa, ya, xb, yb in live:
-                np.take(table, images[image, :, ya:yb, xa:xb] + offsets, out=out[i, :, ya:yb, xa:xb], mode="clip")
-            return views
-        if not callable(source) and source.dim() == 1:
+        if not isinstance(source, Lookup) and not callable(source) and source.dim() == 1:
             # copied from a block filled once, in the views' memory order: numpy broadcasts a
             # colour into a slice several times slower than it copies one
             tall, wide = max(r[5] - r[3] for r in live), max(r[4] - r[2] for r in live)
@@ -175,7 +169,20 @@ class Canvas:
                 out[i, :, ya:yb, xa:xb] = fill[0, :, : yb - ya, : xb - xa]
             return views
         left = top = 0
-        if callable(source):
+        if isinstance(source, Lookup) or callable(source):
+            table = source.table.numpy() if isinstance(source, Lookup) else None
+
+            def computed(pixels: torch.Tensor) -> np.ndarray:
+                if table is None:
+                    return source(pixels).numpy()
+                # channel by channel: a lookup of uint8 indices costs a quarter of one of
+                # offset (int64) indices into the flat table
+                pixels = pixels.numpy()
+                part = np.empty(pixels.shape, np.uint8)
+                for c in range(3):
+                    part[..., c, :, :] = np.take(table[c], pixels[..., c, :, :])
+                return part
+
             left, top = min(r[2] for r in live), min(r[3] for r in live)
             right, bottom = max(r[4] for r in live), max(r[5] for r in live)
             # once over the rectangles' union on every image, or once per rectangle, whichever
@@ -183,9 +190,9 @@ class Canvas:
             pixels = sum((xb - xa) * (yb - ya) for _, _, xa, ya, xb, yb in live) + CALL_PIXELS * (len(live) - 1)
             if len(self.images) * (right - left) * (bottom - top) > pixels:
                 for i, image, xa, ya, xb, yb in live:
-                    out[i, :, ya:yb, xa:xb] = source(self.images[image, :, ya:yb, xa:xb]).numpy()
+                    out[i, :, ya:yb, xa:xb] = computed(self.images[image, :, ya:yb, xa:xb])
                 return views
-            part = source(self.images[:, :, top:bottom, left:right]).numpy()
+            part = computed(self.images[:, :, top:bottom, left:right])
         else:
             part = source.numpy()
         for i, image, xa, ya, xb, yb in live:
