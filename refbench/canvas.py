@@ -25,13 +25,14 @@ if TYPE_CHECKING:
 CALL_PIXELS = 4096
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Lookup:
     """A per-channel map of pixel values, as a ``source`` of :meth:`Canvas.paint`: where channel ``c``
     of the image is ``v``, the view becomes ``table[c, v]``. ``table``: uint8 ``[3, 256]``.
 
     A tint or a change of brightness or contrast maps each channel's value on its own: as a lookup it
-    computes nothing per pixel, and on the CPU it is one numpy table lookup per rectangle. Make one
+    computes nothing per pixel. A lookup is itself a per-pixel function (calling it applies it), so
+    :meth:`Canvas.paint` computes it as one, over the rectangles' union or per rectangle. Make one
     with :meth:`of`, from the same function a per-pixel source would be, so the views are that
     function's, value for value."""
 
@@ -53,8 +54,16 @@ class Lookup:
         """The table applied to uint8 ``[..., 3, h, w]`` pixels, on their device."""
         import torch
 
+        if pixels.device.type == "cpu":  # channel by channel: uint8 indices cost a quarter of offset int64 ones
+            table, values = self.table.cpu().numpy(), pixels.numpy()
+            part = np.empty(values.shape, np.uint8)
+            for c in range(3):
+                part[..., c, :, :] = np.take(table[c], values[..., c, :, :])
+            return torch.from_numpy(part)
         offsets = torch.arange(0, 768, 256, device=pixels.device).view(3, 1, 1)
         return torch.take(self.table.to(pixels.device), pixels.long() + offsets)
+
+    __call__ = apply
 
 
 @dataclass
@@ -132,15 +141,13 @@ class Canvas:
         ``source`` is one colour, a 1-D ``[3]`` uint8 tensor; or a per-image ``[B, C, h, w]`` tensor (e.g.
         ``images``, or :meth:`per_image`'s), read at the same pixels of the view's image; or a
         per-pixel function of uint8 ``[..., 3, h', w']`` pixels (e.g. a blend), which is then computed
-        once over the rectangles' union or once per rectangle, whichever computes fewer pixels; or a
-        :class:`Lookup` of the image's pixels, applied per rectangle. On the CPU each rectangle is a
-        slice copy; elsewhere one masked select over the batch."""
+        once over the rectangles' union or once per rectangle, whichever computes fewer pixels (a
+        :class:`Lookup` is one). On the CPU each rectangle is a slice copy; elsewhere one masked
+        select over the batch."""
         import torch
 
         if self.device.type != "cpu":
-            if isinstance(source, Lookup):
-                source = source.apply(self.images)
-            elif callable(source):
+            if callable(source):
                 source = source(self.images)
             source = source.view(1, -1, 1, 1) if source.dim() == 1 else source[self.index]
             return views.copy_(torch.where(self.rect(x0, y0, x1, y1), source, views))
@@ -157,7 +164,7 @@ class Canvas:
         if not live:
             return views
         out = views.numpy()  # the same memory: numpy's slice copies cost a fraction of torch's
-        if not isinstance(source, Lookup) and not callable(source) and source.dim() == 1:
+        if not callable(source) and source.dim() == 1:
             # copied from a block filled once, in the views' memory order: numpy broadcasts a
             # colour into a slice several times slower than it copies one
             tall, wide = max(r[5] - r[3] for r in live), max(r[4] - r[2] for r in live)
@@ -169,20 +176,7 @@ class Canvas:
                 out[i, :, ya:yb, xa:xb] = fill[0, :, : yb - ya, : xb - xa]
             return views
         left = top = 0
-        if isinstance(source, Lookup) or callable(source):
-            table = source.table.numpy() if isinstance(source, Lookup) else None
-
-            def computed(pixels: torch.Tensor) -> np.ndarray:
-                if table is None:
-                    return source(pixels).numpy()
-                # channel by channel: a lookup of uint8 indices costs a quarter of one of
-                # offset (int64) indices into the flat table
-                pixels = pixels.numpy()
-                part = np.empty(pixels.shape, np.uint8)
-                for c in range(3):
-                    part[..., c, :, :] = np.take(table[c], pixels[..., c, :, :])
-                return part
-
+        if callable(source):
             left, top = min(r[2] for r in live), min(r[3] for r in live)
             right, bottom = max(r[4] for r in live), max(r[5] for r in live)
             # once over the rectangles' union on every image, or once per rectangle, whichever
@@ -190,9 +184,9 @@ class Canvas:
             pixels = sum((xb - xa) * (yb - ya) for _, _, xa, ya, xb, yb in live) + CALL_PIXELS * (len(live) - 1)
             if len(self.images) * (right - left) * (bottom - top) > pixels:
                 for i, image, xa, ya, xb, yb in live:
-                    out[i, :, ya:yb, xa:xb] = computed(self.images[image, :, ya:yb, xa:xb])
+                    out[i, :, ya:yb, xa:xb] = source(self.images[image, :, ya:yb, xa:xb]).numpy()
                 return views
-            part = computed(self.images[:, :, top:bottom, left:right])
+            part = source(self.images[:, :, top:bottom, left:right]).numpy()
         else:
             part = source.numpy()
         for i, image, xa, ya, xb, yb in live:
