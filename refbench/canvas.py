@@ -38,6 +38,12 @@ class Lookup:
 
     table: torch.Tensor
 
+    def __post_init__(self) -> None:
+        import torch
+
+        if tuple(self.table.shape) != (3, 256) or self.table.dtype != torch.uint8:
+            raise TypeError(f"a lookup's table is uint8 [3, 256], not {self.table.dtype} {list(self.table.shape)}")
+
     @classmethod
     def of(cls, function: Callable[[torch.Tensor], torch.Tensor], device: torch.device | str = "cpu") -> "Lookup":
         """``function`` (a per-pixel function of uint8 ``[..., 3, h, w]`` pixels whose channel ``c``

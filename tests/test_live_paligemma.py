@@ -51,6 +51,7 @@ def test_a_run_keeps_every_answer_and_batches_change_none(tiny, synth_root, tmp_
     four, record = run(synth_root, tiny, tmp_path / "b", batch_size=4)
     assert len(four) == record["metrics"]["pg"]["n"] > 4
     assert all(r["raw"] and (r["box"] or r["problem"]) for r in four)
+    assert len({r["raw"] for r in four}) > len(four) // 2  # answers differ, so a batch that moved one would show
     assert [(r["sent_id"], r["raw"], r["box"], r.get("problem")) for r in one] == \
            [(r["sent_id"], r["raw"], r["box"], r.get("problem")) for r in four]
     method = record["methods"]["pg"]

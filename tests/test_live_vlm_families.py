@@ -81,6 +81,9 @@ def test_a_run_keeps_every_answer_and_batches_change_none(tiny, synth_root, tmp_
     four, record = run(synth_root, plugin, folder, tmp_path / "b", batch_size=4)
     assert len(four) == record["metrics"]["vlm"]["n"] > 4
     assert all(r["raw"] and (r["box"] or r["problem"]) for r in four)
+    # the tiny weights answer each pair differently, so a batch that moved an answer would show
+    # (left padding for Florence-2, right padding for InternVL both change answers here)
+    assert len({r["raw"] for r in four}) > len(four) // 2
     assert [(r["sent_id"], r["raw"], r["box"], r.get("problem")) for r in one] == \
            [(r["sent_id"], r["raw"], r["box"], r.get("problem")) for r in four]
     method = record["methods"]["vlm"]
@@ -103,3 +106,26 @@ def test_a_folder_of_another_family_is_one_line(tiny, synth_root, tmp_path, caps
     assert main(["run", str(tmp_path / "b.yaml"), "--results", str(tmp_path / "r"), "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert f"plugin {other} runs" in err and len(err.splitlines()) == 1
+
+
+def test_a_prompt_with_no_place_for_the_phrase_is_one_line(tiny, synth_root, tmp_path, capsys):
+    plugin, folder = tiny
+    prompts = {"find the thing": "the prompt must hold {phrase}"}
+    if plugin == "florence2":  # a task token that takes no input, which the processor would refuse with a traceback
+        prompts["<OD>{phrase}"] = "holds <OD>, a Florence-2 task that takes no phrase; use a task that takes one: <CAPTION_TO_PHRASE"
+    for k, (prompt, problem) in enumerate(prompts.items()):
+        spec = json.dumps({"plugin": plugin, "model": str(folder), "prompt": prompt})
+        (tmp_path / "b.yaml").write_text(bench_yaml(synth_root, f"  - id: vlm\n    ground: {spec}", splits="[testA]", proposer="null"))
+        capsys.readouterr()
+        assert main(["run", str(tmp_path / "b.yaml"), "--results", str(tmp_path / "r"), "-q"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert problem in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_florence2_records_the_prompt_its_encoder_reads_for_another_task(synth_root, tmp_path):
+    from live_models.tiny.florence2 import build
+
+    folder = build(tmp_path / "m")
+    _, record = run(synth_root, "florence2", folder, tmp_path, prompt="<OPEN_VOCABULARY_DETECTION>{phrase}")
+    assert record["methods"]["vlm"]["expanded_prompt"] == "Locate {phrase} in the image."

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from refbench import BoxFormat
+from refbench import BoxFormat, RefbenchError
 
 from .vlm import VlmGrounder
 
@@ -39,12 +39,26 @@ class Florence2(VlmGrounder):
     pattern = re.compile(r"<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>")
     box_format = BoxFormat(box_format="xyxy", scale="grid", grid=1000, grid_offset=0.5)
 
+    def check_processor(self) -> None:
+        self.expanded = self.expand(self.options.prompt or self.prompt)  # type: ignore[attr-defined]
+
+    def expand(self, template: str) -> str:
+        """The prompt the encoder reads for ``template``, as the processor expands its task token
+        (``task_prompts_with_input``). A task token that takes no input (``<OD>``, ``<CAPTION>``,
+        ...) leaves no place for the phrase, and is refused here rather than by the processor."""
+        processor = self.processor
+        for token in processor.task_prompts_without_inputs:
+            if token in template:
+                raise RefbenchError(f"florence2: the prompt {template!r} holds {token}, a Florence-2 task that takes no phrase",
+                                    f"use a task that takes one: {', '.join(processor.task_prompts_with_input)}")
+        for token, task in processor.task_prompts_with_input.items():
+            if token in template:
+                return task.format(input=template.replace(token, "").strip())
+        return template
+
     def text(self, phrase: str) -> str:
         """The task token and the phrase: the processor adds the image and sequence tokens."""
         return (self.options.prompt or self.prompt).replace("{phrase}", phrase)  # type: ignore[attr-defined]
 
     def describe(self) -> dict[str, Any]:
-        out = super().describe()
-        template = self.options.prompt or self.prompt  # type: ignore[attr-defined]
-        out["expanded_prompt"] = self.processor._construct_prompts([template])[0]  # what the encoder reads
-        return out
+        return {**super().describe(), "expanded_prompt": self.expanded}  # what the encoder reads

@@ -48,7 +48,9 @@ class Kosmos2(VlmGrounder):
         return (self.options.prompt or self.prompt).replace("{phrase}", phrase)  # type: ignore[attr-defined]
 
     def batch_key(self, image: Image.Image | None, item: ImageItem, phrase: str) -> Hashable:
-        """The prompt's length in tokens: such prompts batch without padding."""
+        """The prompt's length in tokens: such prompts batch without padding. The text's tokens
+        decide it, since the processor puts the same tokens before every prompt (``<s>``, then
+        ``<image>``, its ``num_image_tokens`` image tokens and ``</image>``)."""
         return len(self.processor.tokenizer(self.text(phrase), add_special_tokens=False)["input_ids"])
 
     def values(self, groups: Sequence[str]) -> list[float]:

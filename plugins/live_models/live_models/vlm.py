@@ -22,7 +22,7 @@ import re
 from typing import Any, ClassVar, Sequence
 
 from PIL import Image
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from refbench import Answer, BoxFormat, ImageItem
 
@@ -36,6 +36,13 @@ class VlmOptions(ModelOptions):
     max_new_tokens: int = Field(64, ge=1, description="the most tokens an answer may take")
     num_beams: int = Field(1, ge=1, description="beams of the search (1: greedy, whatever the model's generation config says)")
     prompt: str | None = Field(None, description="the text after the image, {phrase} standing for the phrase (None: the family's)")
+
+    @field_validator("prompt")
+    @classmethod
+    def _holds_the_phrase(cls, prompt: str | None) -> str | None:
+        if prompt is not None and "{phrase}" not in prompt:
+            raise ValueError("the prompt must hold {phrase}, where each phrase goes")
+        return prompt
 
 
 class VlmGrounder(ModelGrounder):
@@ -64,8 +71,13 @@ class VlmGrounder(ModelGrounder):
 
         self.processor = AutoProcessor.from_pretrained(self.folder, **self.processor_options())
         self.processor.tokenizer.padding_side = self.padding_side
+        self.check_processor()
         self.model = load(getattr(transformers, self.model_class), self.folder, self.options, self.device, self.dtype)  # type: ignore[arg-type]
         self.end = self.processor.tokenizer.convert_tokens_to_ids(self.processor.tokenizer.eos_token)
+
+    def check_processor(self) -> None:
+        """Refuse, with a :class:`refbench.RefbenchError`, options the loaded processor cannot run,
+        before the model loads (nothing, by default)."""
 
     def processor_options(self) -> dict[str, Any]:
         """Keyword arguments of ``AutoProcessor.from_pretrained`` (e.g. the image size limits)."""
@@ -90,8 +102,9 @@ class VlmGrounder(ModelGrounder):
     def answer(self, images: Sequence[Image.Image], items: Sequence[ImageItem], phrases: Sequence[str]) -> list[Answer]:
         import torch
 
+        # padding_side is passed as well as set: some processors (InternVL's) read only the argument
         inputs = self.processor(images=[im.convert("RGB") for im in images], text=[self.text(p) for p in phrases],
-                                padding=True, return_tensors="pt").to(self.device)
+                                padding=True, padding_side=self.padding_side, return_tensors="pt").to(self.device)
         inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         with torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=self.options.max_new_tokens, do_sample=False,  # type: ignore[attr-defined]

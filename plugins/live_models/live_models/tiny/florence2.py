@@ -35,7 +35,7 @@ def build(folder: str | Path, seed: int = 0) -> Path:
     config = T.Florence2Config(
         text_config={"model_type": "bart", "vocab_size": len(tokenizer), "d_model": 32, "encoder_layers": 1, "decoder_layers": 1,
                      "encoder_attention_heads": 2, "decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64,
-                     "max_position_embeddings": 256, "bos_token_id": ids["<s>"], "pad_token_id": ids["<pad>"],
+                     "max_position_embeddings": 256, "init_std": 0.3, "bos_token_id": ids["<s>"], "pad_token_id": ids["<pad>"],
                      "eos_token_id": ids["</s>"], "decoder_start_token_id": ids["</s>"], "forced_eos_token_id": ids["</s>"]},
         vision_config={"depths": [1], "patch_size": [7], "patch_stride": [4], "patch_padding": [3], "patch_prenorm": [False],
                        "embed_dim": [32], "num_heads": [2], "num_groups": [2], "window_size": 4, "drop_path_rate": 0.0,

@@ -38,7 +38,7 @@ def build(folder: str | Path, seed: int = 0) -> Path:
     ids = {s: processor.tokenizer.convert_tokens_to_ids(s) for s in specials}
     config = T.Kosmos2Config(
         text_config={"vocab_size": len(processor.tokenizer), "embed_dim": 32, "layers": 2, "ffn_dim": 64, "attention_heads": 2,
-                     "max_position_embeddings": 256, "pad_token_id": ids["<pad>"], "bos_token_id": ids["<s>"], "eos_token_id": ids["</s>"]},
+                     "max_position_embeddings": 256, "init_std": 1.0, "pad_token_id": ids["<pad>"], "bos_token_id": ids["<s>"], "eos_token_id": ids["</s>"]},
         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
                        "image_size": SIDE, "patch_size": PATCH},
         latent_query_num=64)

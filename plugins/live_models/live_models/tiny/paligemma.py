@@ -31,7 +31,7 @@ def build(folder: str | Path, seed: int = 0) -> Path:
     ids = {s: tokenizer.convert_tokens_to_ids(s) for s in ("<pad>", "<eos>", "<bos>", "<image>")}
     config = T.PaliGemmaConfig(
         text_config={"model_type": "gemma", "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
-                     "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
+                     "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16, "initializer_range": 0.3,
                      "pad_token_id": ids["<pad>"], "bos_token_id": ids["<bos>"], "eos_token_id": ids["<eos>"]},
         vision_config={"model_type": "siglip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
                        "num_attention_heads": 2, "image_size": SIDE, "patch_size": PATCH, "projection_dim": 32},
