@@ -93,7 +93,7 @@ def plain_vlm(folder: Path, pairs: list[tuple[Path, str]], batch: int, device: s
 
     start = time.perf_counter()
     processor = AutoProcessor.from_pretrained(folder)
-    processor.tokenizer.padding_side = "right" if cls.startswith("Florence2") else "left"
+    side = "right" if cls.startswith("Florence2") else "left"  # as the grounders pad (InternVL's processor reads only the argument)
     model = getattr(transformers, cls).from_pretrained(folder).to(device).eval()
     cache: dict[Path, Image.Image] = {}
     for k in range(0, len(pairs), batch):
@@ -106,7 +106,7 @@ def plain_vlm(folder: Path, pairs: list[tuple[Path, str]], batch: int, device: s
         else:
             texts = [processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt.replace("{phrase}", p)}]}],
                                                    add_generation_prompt=True) for _, p in part]
-        inputs = processor(images=ims, text=texts, padding=True, return_tensors="pt").to(device)
+        inputs = processor(images=ims, text=texts, padding=True, padding_side=side, return_tensors="pt").to(device)
         with torch.inference_mode():
             out = model.generate(**inputs, max_new_tokens=24, do_sample=False)
         new = out[:, 1:] if model.config.is_encoder_decoder else out[:, inputs["input_ids"].shape[1]:]
