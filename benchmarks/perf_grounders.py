@@ -93,7 +93,8 @@ def plain_vlm(folder: Path, pairs: list[tuple[Path, str]], batch: int, device: s
 
     start = time.perf_counter()
     processor = AutoProcessor.from_pretrained(folder)
-    side = "right" if cls.startswith("Florence2") else "left"  # as the grounders pad (InternVL's processor reads only the argument)
+    # padded as the grounders pad: set and passed (InternVL's processor reads only the argument, Kosmos-2's only the attribute)
+    side = processor.tokenizer.padding_side = "right" if cls.startswith("Florence2") else "left"
     model = getattr(transformers, cls).from_pretrained(folder).to(device).eval()
     cache: dict[Path, Image.Image] = {}
     for k in range(0, len(pairs), batch):

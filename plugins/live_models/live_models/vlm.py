@@ -102,7 +102,7 @@ class VlmGrounder(ModelGrounder):
     def answer(self, images: Sequence[Image.Image], items: Sequence[ImageItem], phrases: Sequence[str]) -> list[Answer]:
         import torch
 
-        # padding_side is passed as well as set: some processors (InternVL's) read only the argument
+        # padding_side is passed as well as set (in build): InternVL's processor reads only the argument, Kosmos-2's only the attribute
         inputs = self.processor(images=[im.convert("RGB") for im in images], text=[self.text(p) for p in phrases],
                                 padding=True, padding_side=self.padding_side, return_tensors="pt").to(self.device)
         inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
