@@ -42,7 +42,8 @@ class Lookup:
         import torch
 
         if tuple(self.table.shape) != (3, 256) or self.table.dtype != torch.uint8:
-            raise TypeError(f"a lookup's table is uint8 [3, 256], not {self.table.dtype} {list(self.table.shape)}")
+            dtype = str(self.table.dtype).removeprefix("torch.")
+            raise TypeError(f"a lookup's table is uint8 [3, 256], not {dtype} {list(self.table.shape)}")
 
     @classmethod
     def of(cls, function: Callable[[torch.Tensor], torch.Tensor], device: torch.device | str = "cpu") -> "Lookup":

@@ -204,6 +204,6 @@ def describe_errors(exc: ValidationError, unknown: str = "unknown field") -> lis
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
-        msg = unknown if err["type"] == "extra_forbidden" else err["msg"]
+        msg = unknown if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")  # a validator's own words
         lines.append(f"{loc}: {msg}" if loc else msg)
     return lines

@@ -22,7 +22,8 @@ from typing import Any
 
 from refbench import BoxFormat, RefbenchError
 
-from .vlm import VlmGrounder
+from .hub import resolve
+from .vlm import VlmGrounder, VlmOptions
 
 TASK = "<CAPTION_TO_PHRASE_GROUNDING>"
 
@@ -39,26 +40,41 @@ class Florence2(VlmGrounder):
     pattern = re.compile(r"<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>")
     box_format = BoxFormat(box_format="xyxy", scale="grid", grid=1000, grid_offset=0.5)
 
-    def check_processor(self) -> None:
-        self.expanded = self.expand(self.options.prompt or self.prompt)  # type: ignore[attr-defined]
+    @classmethod
+    def check(cls, options: VlmOptions) -> list[RefbenchError]:  # type: ignore[override]
+        """The family's checks, then the prompt against the processor's task tables (the processor
+        alone is loaded, before any method's model)."""
+        problems = super().check(options)
+        if problems:
+            return problems
+        from transformers import AutoProcessor
 
-    def expand(self, template: str) -> str:
-        """The prompt the encoder reads for ``template``, as the processor expands its task token
-        (``task_prompts_with_input``). A task token that takes no input (``<OD>``, ``<CAPTION>``,
-        ...) leaves no place for the phrase, and is refused here rather than by the processor."""
-        processor = self.processor
-        for token in processor.task_prompts_without_inputs:
-            if token in template:
-                raise RefbenchError(f"florence2: the prompt {template!r} holds {token}, a Florence-2 task that takes no phrase",
-                                    f"use a task that takes one: {', '.join(processor.task_prompts_with_input)}")
-        for token, task in processor.task_prompts_with_input.items():
-            if token in template:
-                return task.format(input=template.replace(token, "").strip())
-        return template
+        processor = AutoProcessor.from_pretrained(resolve(options.model, options.revision))
+        try:
+            expand(processor, options.prompt or cls.prompt)
+        except RefbenchError as exc:
+            return [exc]
+        return []
 
     def text(self, phrase: str) -> str:
         """The task token and the phrase: the processor adds the image and sequence tokens."""
         return (self.options.prompt or self.prompt).replace("{phrase}", phrase)  # type: ignore[attr-defined]
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "expanded_prompt": self.expanded}  # what the encoder reads
+        expanded = expand(self.processor, self.options.prompt or self.prompt)  # type: ignore[attr-defined]
+        return {**super().describe(), "expanded_prompt": expanded}  # what the encoder reads
+
+
+def expand(processor: Any, template: str) -> str:
+    """The prompt Florence-2's encoder reads for ``template``, as ``processor`` expands its task token
+    (``task_prompts_with_input``). A task token that takes no input (``<OD>``, ``<CAPTION>``, ...)
+    leaves no place for the phrase, and is refused here rather than by the processor."""
+    for token in processor.task_prompts_without_inputs:
+        if token in template:
+            raise RefbenchError(f"florence2: the prompt {template!r} holds {token}, a Florence-2 task that takes no phrase",
+                                "use a task that answers a phrase with boxes: '<CAPTION_TO_PHRASE_GROUNDING>{phrase}' "
+                                "(the default) or '<OPEN_VOCABULARY_DETECTION>{phrase}'")
+    for token, task in processor.task_prompts_with_input.items():
+        if token in template:
+            return task.format(input=template.replace(token, "").strip())
+    return template

@@ -41,7 +41,7 @@ class VlmOptions(ModelOptions):
     @classmethod
     def _holds_the_phrase(cls, prompt: str | None) -> str | None:
         if prompt is not None and "{phrase}" not in prompt:
-            raise ValueError("the prompt must hold {phrase}, where each phrase goes")
+            raise ValueError("the prompt must hold {phrase}, where each phrase goes (e.g. 'find {phrase}')")
         return prompt
 
 
@@ -71,13 +71,8 @@ class VlmGrounder(ModelGrounder):
 
         self.processor = AutoProcessor.from_pretrained(self.folder, **self.processor_options())
         self.processor.tokenizer.padding_side = self.padding_side
-        self.check_processor()
         self.model = load(getattr(transformers, self.model_class), self.folder, self.options, self.device, self.dtype)  # type: ignore[arg-type]
         self.end = self.processor.tokenizer.convert_tokens_to_ids(self.processor.tokenizer.eos_token)
-
-    def check_processor(self) -> None:
-        """Refuse, with a :class:`refbench.RefbenchError`, options the loaded processor cannot run,
-        before the model loads (nothing, by default)."""
 
     def processor_options(self) -> dict[str, Any]:
         """Keyword arguments of ``AutoProcessor.from_pretrained`` (e.g. the image size limits)."""

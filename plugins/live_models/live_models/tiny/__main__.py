@@ -1,12 +1,14 @@
 """Write the tiny models to a folder, one sub-folder each: ``python -m live_models.tiny data/tiny [NAME ...]``.
 
-A model whose folder is already complete is kept (its weights are the same for the same seed), so
-the SynthRef live demo builds them once. ``--list`` prints the names.
+A model whose folder is complete and was written by the same builder code is kept (its weights are
+the same for the same seed and code), so the SynthRef live demo builds them once; a folder written
+by other builder code is written again. ``--list`` prints the names.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import shutil
 import sys
@@ -15,7 +17,12 @@ from pathlib import Path
 
 from . import BUILDERS
 
-DONE = ".built"  # written last: a folder without it is an interrupted build, written again
+DONE = ".built"  # written last, holding the builder's stamp: a folder without it is an interrupted build, written again
+
+
+def stamp(module: str) -> str:
+    """The SHA-256 of the builder module's source: its weights change only with it."""
+    return hashlib.sha256(Path(importlib.import_module(module).__file__ or "").read_bytes()).hexdigest()
 
 
 def build(root: Path, names: list[str]) -> list[tuple[str, Path, float | None]]:
@@ -23,14 +30,15 @@ def build(root: Path, names: list[str]) -> list[tuple[str, Path, float | None]]:
     out = []
     for name in names:
         folder = root / name
-        if (folder / DONE).is_file():
+        module, function = BUILDERS[name].split(":")
+        done = folder / DONE
+        if done.is_file() and done.read_text(encoding="utf-8") == stamp(module):
             out.append((name, folder, None))
             continue
         shutil.rmtree(folder, ignore_errors=True)
-        module, function = BUILDERS[name].split(":")
         start = time.perf_counter()
         getattr(importlib.import_module(module), function)(folder)
-        (folder / DONE).write_text("", encoding="utf-8")
+        done.write_text(stamp(module), encoding="utf-8")
         out.append((name, folder, time.perf_counter() - start))
     return out
 
