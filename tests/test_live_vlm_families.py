@@ -113,7 +113,7 @@ def test_a_prompt_with_no_place_for_the_phrase_is_one_line(tiny, synth_root, tmp
     prompts = {"find the thing": "the prompt must hold {phrase}"}
     if plugin == "florence2":  # a task token that takes no input, which the processor would refuse with a traceback
         prompts["<OD>{phrase}"] = "holds <OD>, a Florence-2 task that takes no phrase; use a task that answers a phrase with boxes"
-    for k, (prompt, problem) in enumerate(prompts.items()):
+    for prompt, problem in prompts.items():
         spec = json.dumps({"plugin": plugin, "model": str(folder), "prompt": prompt})
         (tmp_path / "b.yaml").write_text(bench_yaml(synth_root, f"  - id: vlm\n    ground: {spec}", splits="[testA]", proposer="null"))
         capsys.readouterr()

@@ -31,14 +31,14 @@ def build(root: Path, names: list[str]) -> list[tuple[str, Path, float | None]]:
     for name in names:
         folder = root / name
         module, function = BUILDERS[name].split(":")
-        done = folder / DONE
-        if done.is_file() and done.read_text(encoding="utf-8") == stamp(module):
+        done, want = folder / DONE, stamp(module)
+        if done.is_file() and done.read_text(encoding="utf-8") == want:
             out.append((name, folder, None))
             continue
         shutil.rmtree(folder, ignore_errors=True)
         start = time.perf_counter()
         getattr(importlib.import_module(module), function)(folder)
-        done.write_text(stamp(module), encoding="utf-8")
+        done.write_text(want, encoding="utf-8")
         out.append((name, folder, time.perf_counter() - start))
     return out
 
