@@ -108,6 +108,22 @@ def test_a_folder_of_another_family_is_one_line(tiny, synth_root, tmp_path, caps
     assert f"plugin {other} runs" in err and len(err.splitlines()) == 1
 
 
+def test_a_folder_without_its_processor_files_is_one_line(tiny, synth_root, tmp_path, capsys):
+    import shutil
+
+    plugin, folder = tiny
+    shutil.copytree(folder, tmp_path / "m", ignore=shutil.ignore_patterns("*processor_config.json"))
+    (tmp_path / "b.yaml").write_text(bench_yaml(synth_root, f"  - id: vlm\n    ground: {{plugin: {plugin}, model: {tmp_path / 'm'}}}",
+                                                splits="[testA]", proposer="null"))
+    for command in ("validate", "run"):
+        args = [command, str(tmp_path / "b.yaml")] + (["--results", str(tmp_path / "r"), "-q"] if command == "run" else [])
+        capsys.readouterr()
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert "has no usable AutoProcessor files" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
 def test_a_prompt_with_no_place_for_the_phrase_is_one_line(tiny, synth_root, tmp_path, capsys):
     plugin, folder = tiny
     prompts = {"find the thing": "the prompt must hold {phrase}"}

@@ -31,7 +31,7 @@ from pydantic import Field
 from refbench import Answer, BoxFormat, ImageItem
 
 from .base import ModelGrounder
-from .hub import ModelOptions, load
+from .hub import ModelOptions, load, load_processor
 
 
 class DetectorOptions(ModelOptions):
@@ -53,7 +53,7 @@ class DetectorGrounder(ModelGrounder):
     def build(self) -> None:
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-        self.processor = AutoProcessor.from_pretrained(self.folder)
+        self.processor = load_processor(AutoProcessor, self.folder, self.options.model)
         self.model = load(AutoModelForZeroShotObjectDetection, self.folder, self.options, self.device, self.dtype)  # type: ignore[arg-type]
 
     def query(self, phrase: str) -> str:

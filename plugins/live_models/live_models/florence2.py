@@ -22,7 +22,7 @@ from typing import Any
 
 from refbench import BoxFormat, RefbenchError
 
-from .hub import resolve
+from .hub import load_processor, resolve
 from .vlm import VlmGrounder, VlmOptions
 
 TASK = "<CAPTION_TO_PHRASE_GROUNDING>"
@@ -49,8 +49,8 @@ class Florence2(VlmGrounder):
             return problems
         from transformers import AutoProcessor
 
-        processor = AutoProcessor.from_pretrained(resolve(options.model, options.revision))
         try:
+            processor = load_processor(AutoProcessor, resolve(options.model, options.revision), options.model)
             expand(processor, options.prompt or cls.prompt)
         except RefbenchError as exc:
             return [exc]

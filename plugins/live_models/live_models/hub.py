@@ -118,6 +118,16 @@ def load(cls: Any, folder: Path, options: ModelOptions, device: Any, dtype: Any)
     return model.to(device).eval()
 
 
+def load_processor(cls: Any, folder: Path, model: str, **options: Any) -> Any:
+    """``cls.from_pretrained`` on ``folder`` for a processor (e.g. ``AutoProcessor``); a folder without
+    its files is one error naming the model and the fix."""
+    try:
+        return cls.from_pretrained(folder, local_files_only=True, **options)
+    except (OSError, ValueError) as exc:
+        raise RefbenchError(f"model {model} has no usable {cls.__name__} files: {str(exc).splitlines()[0][:160]}",
+                            "save the processor beside the model (processor.save_pretrained(folder)), or download it again") from None
+
+
 def fingerprint(folder: Path) -> dict[str, Any]:
     """What identifies the weights in run.json (and tells a resumed run that they changed): the
     config's sha256 and each weight file's size with the sha256 of its first and last MiB; for a

@@ -25,6 +25,7 @@ from pydantic import Field
 from refbench import BoxFormat
 
 from .answers import BBOX_2D, POINT_PAIR
+from .hub import load_processor
 from .vlm import VlmGrounder, VlmOptions
 
 
@@ -66,7 +67,7 @@ class Qwen25Vl(VlmGrounder):
             return {}
         from transformers import AutoImageProcessor
 
-        size = dict(AutoImageProcessor.from_pretrained(self.folder).size or {})
+        size = dict(load_processor(AutoImageProcessor, self.folder, self.options.model).size or {})
         if o.min_pixels is not None:  # type: ignore[attr-defined]
             size["shortest_edge"] = o.min_pixels  # type: ignore[attr-defined]
         if o.max_pixels is not None:  # type: ignore[attr-defined]

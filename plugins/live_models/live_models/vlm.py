@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 from refbench import Answer, BoxFormat, ImageItem
 
 from .base import ModelGrounder
-from .hub import ModelOptions, load
+from .hub import ModelOptions, load, load_processor
 
 
 class VlmOptions(ModelOptions):
@@ -69,7 +69,7 @@ class VlmGrounder(ModelGrounder):
         import transformers
         from transformers import AutoProcessor
 
-        self.processor = AutoProcessor.from_pretrained(self.folder, **self.processor_options())
+        self.processor = load_processor(AutoProcessor, self.folder, self.options.model, **self.processor_options())
         self.processor.tokenizer.padding_side = self.padding_side
         self.model = load(getattr(transformers, self.model_class), self.folder, self.options, self.device, self.dtype)  # type: ignore[arg-type]
         self.end = self.processor.tokenizer.convert_tokens_to_ids(self.processor.tokenizer.eos_token)
