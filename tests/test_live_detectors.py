@@ -129,9 +129,10 @@ def test_a_best_box_under_the_threshold_is_no_answer(tiny, synth_root, tmp_path)
 ])
 def test_bad_models_are_one_line(plugin, folder, line, tiny, synth_root, tmp_path, capsys):
     (tmp_path / "no_config").mkdir()
-    import shutil  # the model's folder without its processor's files: weights and config alone
+    if folder == "no_processor":  # the model's folder without its processor's files: weights and config alone
+        import shutil
 
-    shutil.copytree(tiny["owlv2"], tmp_path / "no_processor", ignore=shutil.ignore_patterns("*processor_config.json"))
+        shutil.copytree(tiny["owlv2"], tmp_path / "no_processor", ignore=shutil.ignore_patterns("*processor_config.json"))
     path = {"missing": tmp_path / "missing", "no_config": tmp_path / "no_config", "no_processor": tmp_path / "no_processor"}.get(folder) or tiny[folder]
     (tmp_path / "b.yaml").write_text(config(synth_root, {"m": {"plugin": plugin, "model": str(path)}}))
     assert main(["run", str(tmp_path / "b.yaml"), "--results", str(tmp_path / "r"), "-q"]) == 2

@@ -28,7 +28,7 @@ from refbench import (Box, ComponentSpec, ImageItem, Options, Proposer, Refbench
                       with_mask)
 
 from .cache import Cache, default_folder, digest, weights_sha256
-from .hub import Precision, check_family, device_and_dtype, resolve
+from .hub import Precision, check_family, device_and_dtype, load_processor, resolve
 
 
 class SamOptions(Options):
@@ -97,11 +97,7 @@ class SamMasks(Proposer):
             raise RefbenchError(f"model {self.options.model} could not be loaded as SamModel: {str(exc).splitlines()[0][:160]}",
                                 "check the folder holds SAM's weights (save_pretrained output), or download it again") from None
         self.model = model.to(self.device).eval()
-        try:
-            self.processor = SamProcessor.from_pretrained(self.folder, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise RefbenchError(f"model {self.options.model} has no usable SamProcessor files: {str(exc).splitlines()[0][:160]}",
-                                "save the processor beside the model (processor.save_pretrained(folder))") from None
+        self.processor = load_processor(SamProcessor, self.folder, self.options.model)
 
     def prompts(self, item: ImageItem, boxes: list[Box]) -> list[Box]:
         """The boxes SAM is prompted with: as given, or clipped to the image (``outside: clip``)."""
