@@ -216,5 +216,7 @@ class Grounder(Component, ABC):
         return [self.ground(image, item) for image, item in zip(images, items)]
 
     def report(self) -> str | None:
-        """A line for the end of a run: e.g. how many answers were missing or unusable."""
+        """A line for the end of a run from this process's grounder (e.g. what a cache served). The
+        runner itself counts the answers scored as misses, by their :class:`Answer` ``problem``, over
+        the whole journal: a grounder need not count them."""
         return None

@@ -5,7 +5,9 @@ sqrt(w * h) in pixels: small < 128, medium <= 256, large above); per phrase leng
 (1-3, 4-6, 7+). Metrics, in percent: accuracy under the run's rule, the upper bound, chance,
 ACC@0.5/0.75/0.9 and mAcc over IoU 0.50:0.05:0.95 (under the run's IoU convention and
 comparison), centre-in-box accuracy, and mean IoU (a fraction). With an uncertainty setting,
-each group's accuracy also gets a 95% interval (:mod:`refbench.stats`).
+each group's accuracy also gets a 95% interval (:mod:`refbench.stats`). A grounder's answers
+that had no usable box are counted by the reason their record gives (``misses``, e.g.
+``{"unparsable": 3}``), so the count covers every process and session that wrote the journal.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def summarize(records: Iterable[dict[str, Any]], uncertainty: Any = None) -> dic
     tallies: dict[str, dict[tuple[str, str], Tally]] = defaultdict(lambda: defaultdict(Tally))
     per_image: dict[str, dict[tuple[str, str], dict[int, list[int]]]] = defaultdict(lambda: defaultdict(dict))
     untruthed: set[str] = set()  # methods with records written before records carried the truth box
+    misses: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # method -> problem -> records
     for r in records:
         keys = [("all", ""), ("split", r["split"])]
         if r["phrase_type"]:
@@ -89,6 +92,8 @@ def summarize(records: Iterable[dict[str, Any]], uncertainty: Any = None) -> dic
         else:
             untruthed.add(r["method"])
         t, images = tallies[r["method"]], per_image[r["method"]]
+        if problem := r.get("problem"):
+            misses[r["method"]][problem] += 1
         for key in keys:
             t[key].add(r)
             if uncertainty is not None:
@@ -108,6 +113,8 @@ def summarize(records: Iterable[dict[str, Any]], uncertainty: Any = None) -> dic
                 totals[key]["ci95"] = ci
         out[method] = {**totals[("all", "")],
                        **{name: {k: v for (g, k), v in sorted(totals.items(), key=_order) if g == group} for group, name in GROUPS.items()}}
+        if misses.get(method):
+            out[method]["misses"] = dict(sorted(misses[method].items()))
     return out
 
 

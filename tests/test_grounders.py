@@ -86,8 +86,11 @@ def test_missing_unparsable_and_bad_answers_are_counted_reported_and_missed(clip
     spec = json.dumps({"plugin": "predictions", "path": str(path), "input": "box", "box_format": "xywh", "scale": "normalised"})
     assert main(["run", str(write_config(ground_yaml(synth_root, spec))), "--results", str(tmp_path / "r")]) == 0
     err = capsys.readouterr().err
-    assert "predictions scored as misses: 1 missing, 1 unparsable, 1 outside unit range, 1 invalid box" in err
+    assert "method file: answers scored as misses: 1 invalid box, 1 missing, 1 outside unit range, 1 unparsable" in err
     got = {r["sent_id"]: r for r in journal(tmp_path / "r")}
+    (run_dir,) = [p for p in (tmp_path / "r").iterdir() if p.is_dir()]
+    assert json.loads((run_dir / "run.json").read_text())["metrics"]["file"]["misses"] == {
+        "invalid_box": 1, "missing": 1, "outside_unit_range": 1, "unparsable": 1}
     assert len(got) == len(clip_run) and not any(got[s]["hit"] for s in ids[:4])
     assert [got[s].get("problem") for s in ids[:4]] == ["outside_unit_range", "unparsable", "invalid_box", "missing"]
     assert all("problem" not in got[s] for s in ids[4:])

@@ -4,6 +4,7 @@ processors and ``generate``: raw text kept, batched == unbatched, the declared f
 
 from __future__ import annotations
 
+import collections
 import json
 from pathlib import Path
 
@@ -64,22 +65,31 @@ def tiny(request, tmp_path_factory) -> tuple[str, Path]:
     return request.param, build(tmp_path_factory.mktemp(request.param) / "m")
 
 
-def run(root: Path, plugin: str, folder: Path, tmp: Path, **options) -> tuple[list[dict], dict]:
+def run(root: Path, plugin: str, folder: Path, tmp: Path, runner: str = "", **options) -> tuple[list[dict], dict]:
     spec = {"plugin": plugin, "model": str(folder), "max_new_tokens": 8, **options}
     (tmp / "b.yaml").write_text(bench_yaml(root, f"  - id: vlm\n    ground: {json.dumps(spec)}", splits="[testA]", proposer="null",
-                                           extra="runner: {limit: 5}"))
+                                           extra=f"runner: {{limit: 5{runner}}}"))
     assert main(["run", str(tmp / "b.yaml"), "--results", str(tmp / "r"), "-q"]) == 0
     (found,) = [p for p in (tmp / "r").iterdir() if p.is_dir()]
     lines = [json.loads(x) for x in (found / "predictions.jsonl").read_text().splitlines()]
     return sorted(lines, key=lambda r: r["sent_id"]), json.loads((found / "run.json").read_text())
 
 
-def test_a_run_keeps_every_answer_and_batches_change_none(tiny, synth_root, tmp_path):
+def test_a_run_keeps_every_answer_and_batches_change_none(tiny, synth_root, tmp_path, capsys):
     plugin, folder = tiny
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     one, _ = run(synth_root, plugin, folder, tmp_path / "a", batch_size=1)
-    four, record = run(synth_root, plugin, folder, tmp_path / "b", batch_size=4)
+    capsys.readouterr()
+    four, record = run(synth_root, plugin, folder, tmp_path / "b", runner=", workers: 2, scoring: workers", batch_size=4)
     assert len(four) == record["metrics"]["vlm"]["n"] > 4
+    # two workers score, each with its own grounder: the misses are still counted, from the
+    # journal, in run.json and the run's last lines
+    assert record["sessions"][-1]["placement"]["scoring"] == "workers" and record["sessions"][-1]["placement"]["workers"] == 2
+    misses = collections.Counter(r["problem"] for r in four if r.get("problem"))
+    assert record["metrics"]["vlm"].get("misses", {}) == dict(misses)
+    assert misses  # the tiny weights answer nonsense
+    line = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in sorted(misses.items()))
+    assert f"method vlm: answers scored as misses: {line}" in capsys.readouterr().err
     assert all(r["raw"] and (r["box"] or r["problem"]) for r in four)
     # the tiny weights answer each pair differently, so a batch that moved an answer would show
     # (Florence-2 padded on the left, InternVL on the right, or Kosmos-2 batched across lengths all do)

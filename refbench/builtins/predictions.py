@@ -101,12 +101,6 @@ class PredictionsGrounder(Grounder):
     def ground(self, image: Any, item: ImageItem) -> list[Answer | None]:
         return [self.boxes.get(r.sent_id) for r in item.refs]
 
-    def report(self) -> str | None:
-        bad = {k.replace("_", " "): v for k, v in self.counts.items() if v}
-        if not bad:
-            return None
-        return "predictions scored as misses: " + ", ".join(f"{v} {k}" for k, v in bad.items())
-
     def describe(self) -> dict[str, Any]:
         o = self.options
         return {"path": str(o.path), "sha256": sha256(o.path), "answers": len(self.answers),

@@ -51,10 +51,15 @@ def begin(bench: Bench, run: Run, proposals: Proposals, kept: int, images: int, 
 def finish(bench: Bench, run: Run, session: dict[str, Any], items: Sequence[ImageItem], proposals: Proposals,
            reports: Sequence[tuple[str, str]], announce: Announce, **facts: Any) -> None:
     """Complete ``run`` (every expected prediction journaled) with this session's ``facts``, then print
-    the components' end-of-run ``reports`` (who, line) and the dropped boxes."""
+    each grounder's answers scored as misses (counted over the whole journal, whichever process or
+    session wrote them), the components' end-of-run ``reports`` (who, line) and the dropped boxes."""
     config = bench.config
-    run.complete(session, expected=len(bench.methods) * sum(len(it.refs) for it in items),
-                 uncertainty=config.uncertainty, **facts)
+    metrics = run.complete(session, expected=len(bench.methods) * sum(len(it.refs) for it in items),
+                           uncertainty=config.uncertainty, **facts)
+    for method, m in metrics.items():
+        if m.get("misses"):
+            announce(f"method {method}: answers scored as misses: "
+                     + ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in m["misses"].items()))
     for who, line in reports:
         announce(f"{who}: {line}")
     if proposals.dropped:
@@ -62,7 +67,7 @@ def finish(bench: Bench, run: Run, session: dict[str, Any], items: Sequence[Imag
 
 
 def reports(bench: Bench) -> list[tuple[str, str]]:
-    """This process's end-of-run lines: each grounder's counts (e.g. answers scored as misses), the proposer's."""
+    """This process's end-of-run lines from its grounders and proposer (e.g. how many images a cache served)."""
     lines = [(f"method {m.id}", m.grounder.report()) for m in bench.methods if m.grounder is not None]
     if bench.proposer is not None:
         lines.append(("proposer", bench.proposer.report()))

@@ -10,7 +10,6 @@ must not depend on which pairs share its batch, so batched and unbatched runs ag
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections import Counter
 from typing import Any, Hashable, Sequence
 
 from PIL import Image
@@ -54,7 +53,6 @@ class ModelGrounder(Grounder, ABC):
         if self.model_types:
             check_family(self.folder, o.model, self.model_types, self.plugin)
         self.device, self.dtype = device_and_dtype(o.device, o.precision)
-        self.problems: Counter[str] = Counter()
         self.build()
 
     @abstractmethod
@@ -97,17 +95,11 @@ class ModelGrounder(Grounder, ABC):
                 for k, a in zip(members[start:start + size], got):
                     answers[k] = a
         done = [a for a in answers if a is not None]
-        self.problems.update(a.problem for a in done if a.problem is not None)
         out, k = [], 0
         for item in items:
             out.append(done[k:k + len(item.refs)])
             k += len(item.refs)
         return out
-
-    def report(self) -> str | None:
-        if not self.problems:
-            return None
-        return "answers scored as misses: " + ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in sorted(self.problems.items()))
 
     def describe(self) -> dict[str, Any]:
         o = self.options

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Literal, Sequence
 
@@ -114,7 +113,6 @@ class EndpointGrounder(Grounder):
         self.url = f"{o.base_url}/v1/chat/completions"
         self.pattern = re.compile(o.pattern) if o.pattern is not None else None
         self.headers = {"Authorization": f"Bearer {os.environ[o.api_key_env]}"} if o.api_key_env else {}
-        self.problems: Counter[str] = Counter()
         self._pid: int | None = None  # the process the client and threads below belong to
         self.served = self._served()
         self.model = o.model or self._only_model()
@@ -268,17 +266,11 @@ class EndpointGrounder(Grounder):
             for f in futures:
                 f.cancel()
             raise
-        self.problems.update(a.problem for a in answers if a.problem is not None)
         out, k = [], 0
         for item in items:
             out.append(answers[k:k + len(item.refs)])
             k += len(item.refs)
         return out
-
-    def report(self) -> str | None:
-        if not self.problems:
-            return None
-        return "answers scored as misses: " + ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in sorted(self.problems.items()))
 
     def describe(self) -> dict[str, Any]:
         o = self.options
