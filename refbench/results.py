@@ -103,7 +103,9 @@ class Run:
 
             self.record["uncertainty"] = describe(uncertainty)
         self.record.update({"status": "complete", "finished": now(), "metrics": metrics,
-                            "timing": {"wall_s": round(sum(s.get("wall_s", 0) for s in sessions), 3), "sessions": len(sessions)}})
+                            "timing": {"wall_s": round(sum(s.get("wall_s", 0) for s in sessions), 3),
+                                       "proposals_s": round(sum(s.get("proposals_s", 0) for s in sessions), 3),
+                                       "sessions": len(sessions)}})
         self.save()
         return metrics
 

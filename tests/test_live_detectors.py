@@ -138,6 +138,7 @@ def test_bad_models_are_one_line(plugin, folder, line, tiny, synth_root, tmp_pat
     assert main(["run", str(tmp_path / "b.yaml"), "--results", str(tmp_path / "r"), "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert line in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("error: methods[0] (m).ground: ")  # the block it came from, whether check() or loading found it
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
 
 

@@ -113,7 +113,11 @@ def build_parts(config: BenchmarkConfig, reg: Registry | None = None) -> tuple[B
         if where not in checked:
             return None
         cls, options = resolved[where]  # type: ignore[misc]
-        return attempt(lambda: cls(options))
+        try:
+            return cls(options)
+        except RefbenchError as exc:  # e.g. weights not found: named with the block it came from, as check()'s problems are
+            problems.append(exc.within(f"{where}: "))
+            return None
 
     bench.dataset = make("dataset")  # data problems are reported with the rest
     bench.proposer = make("proposer") if config.proposer is not None else None

@@ -55,7 +55,7 @@ def finish(bench: Bench, run: Run, session: dict[str, Any], items: Sequence[Imag
     session wrote them), the components' end-of-run ``reports`` (who, line) and the dropped boxes."""
     config = bench.config
     metrics = run.complete(session, expected=len(bench.methods) * sum(len(it.refs) for it in items),
-                           uncertainty=config.uncertainty, **facts)
+                           uncertainty=config.uncertainty, proposals_s=round(proposals.seconds, 3), **facts)
     for method, m in metrics.items():
         if m.get("misses"):
             announce(f"method {method}: answers scored as misses: "

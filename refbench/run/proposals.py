@@ -6,6 +6,7 @@ stops a run before it starts rather than late, and ``refbench validate`` sees ev
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
@@ -23,6 +24,7 @@ class Proposals:
 
     boxes: dict[int, list[Box]]
     dropped: dict[int, int] = field(default_factory=dict)
+    seconds: float = 0.0  # how long proposing and checking took (a live detector's time is here, not in the scoring wall)
 
     def describe_drops(self) -> str:
         n = sum(self.dropped.values())
@@ -116,6 +118,9 @@ def mask_problems(proposals: Proposals, methods: list[Method]) -> list[RefbenchE
 def propose_for(bench: Bench, items: list[ImageItem]) -> Proposals:
     """:func:`candidates` for a built benchmark; grounders may answer phrases a limit or an exclusion leaves out."""
     config = bench.config
+    start = time.perf_counter()
     known = bench.dataset.known_sent_ids() if any(m.grounder is not None for m in bench.methods) else None
-    return candidates(items, bench.proposer, bench.methods, config.proposer.invalid if config.proposer else "error",
-                      config.protocol.empty_proposals, known)
+    proposals = candidates(items, bench.proposer, bench.methods, config.proposer.invalid if config.proposer else "error",
+                           config.protocol.empty_proposals, known)
+    proposals.seconds = time.perf_counter() - start
+    return proposals

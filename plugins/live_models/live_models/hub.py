@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from pydantic import Field
 
@@ -105,13 +106,29 @@ def device_and_dtype(device: str, precision: Precision) -> tuple[Any, Any]:
     return dev, {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+@contextmanager
+def quiet_progress() -> Iterator[None]:
+    """transformers' own progress bars (e.g. "Loading weights", once per model and worker) off inside:
+    the run's progress is refbench's bar."""
+    from transformers.utils import logging
+
+    was = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            logging.enable_progress_bar()
+
+
 def load(cls: Any, folder: Path, options: ModelOptions, device: Any, dtype: Any) -> Any:
     """``cls.from_pretrained`` on ``folder`` (no remote code), moved to ``device``, in eval mode."""
     kwargs: dict[str, Any] = {"dtype": dtype}
     if options.attn_implementation is not None:
         kwargs["attn_implementation"] = options.attn_implementation
     try:
-        model = cls.from_pretrained(folder, local_files_only=True, **kwargs)
+        with quiet_progress():
+            model = cls.from_pretrained(folder, local_files_only=True, **kwargs)
     except (OSError, ValueError) as exc:
         raise RefbenchError(f"model {options.model} could not be loaded as {cls.__name__}: {str(exc).splitlines()[0][:200]}",
                             "check the folder holds this family's weights (save_pretrained output), or download it again") from None

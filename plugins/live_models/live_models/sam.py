@@ -28,7 +28,7 @@ from refbench import (Box, ComponentSpec, ImageItem, Options, Proposer, Refbench
                       with_mask)
 
 from .cache import Cache, default_folder, digest, weights_sha256
-from .hub import Precision, check_family, device_and_dtype, load_processor, resolve
+from .hub import Precision, check_family, device_and_dtype, load_processor, quiet_progress, resolve
 
 
 class SamOptions(Options):
@@ -92,7 +92,8 @@ class SamMasks(Proposer):
         from transformers import SamModel, SamProcessor
 
         try:
-            model = SamModel.from_pretrained(self.folder, local_files_only=True, dtype=self.dtype)
+            with quiet_progress():
+                model = SamModel.from_pretrained(self.folder, local_files_only=True, dtype=self.dtype)
         except (OSError, ValueError) as exc:
             raise RefbenchError(f"model {self.options.model} could not be loaded as SamModel: {str(exc).splitlines()[0][:160]}",
                                 "check the folder holds SAM's weights (save_pretrained output), or download it again") from None

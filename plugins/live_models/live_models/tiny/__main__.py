@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..hub import quiet_progress
 from . import BUILDERS
 
 DONE = ".built"  # written last, holding the builder's stamp: a folder without it is an interrupted build, written again
@@ -37,7 +38,8 @@ def build(root: Path, names: list[str]) -> list[tuple[str, Path, float | None]]:
             continue
         shutil.rmtree(folder, ignore_errors=True)
         start = time.perf_counter()
-        getattr(importlib.import_module(module), function)(folder)
+        with quiet_progress():  # no "Writing model shards" bar per model
+            getattr(importlib.import_module(module), function)(folder)
         done.write_text(want, encoding="utf-8")
         out.append((name, folder, time.perf_counter() - start))
     return out
