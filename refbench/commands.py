@@ -75,7 +75,7 @@ def _print_run(record: dict[str, Any]) -> None:
     chance = next((m["chance"] for m in metrics.values() if m["chance"] is not None), None)
     console.print((f"chance (uniform pick among candidates): {chance:.2f}%; " if chance is not None else "")
                   + f"wall {record['timing']['wall_s']:.1f}s"
-                  + (f" scoring, {proposing:.1f}s proposing before it" if (proposing := record["timing"].get("proposals_s", 0)) >= 0.05 else ""))
+                  + (f", proposing {proposing:.1f}s" if (proposing := record["timing"].get("proposals_s", 0)) >= 0.05 else ""))
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:

@@ -177,7 +177,7 @@ def test_a_run_with_mask_shade_over_sam_masks_of_a_detector(weights, sam_folder,
     (record,) = [json.loads((p / "run.json").read_text()) for p in results.iterdir() if (p / "run.json").is_file()]
     proposing = record["sessions"][-1]["proposals_s"]
     assert proposing > 0 and record["timing"]["proposals_s"] == proposing
-    assert f"s scoring, {proposing:.1f}s proposing before it" in printed.out
+    assert f"s, proposing {proposing:.1f}s" in printed.out
     assert main(["run", str(config), "--results", str(results), "--quiet", "--new"]) == 0
     err = capsys.readouterr().err
     assert "torchvision_detector cache: 6 of 6 images reused" in err and "sam_masks cache: 6 of 6 images reused" in err
