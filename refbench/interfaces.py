@@ -216,7 +216,8 @@ class Grounder(Component, ABC):
         return [self.ground(image, item) for image, item in zip(images, items)]
 
     def report(self) -> str | None:
-        """A line for the end of a run from this process's grounder (e.g. what a cache served). The
-        runner itself counts the answers scored as misses, by their :class:`Answer` ``problem``, over
-        the whole journal: a grounder need not count them."""
+        """A line for the end of a run from this process's grounder (e.g. how many answers a cache
+        served), or None. The runner itself counts the answers scored as misses by their
+        :class:`Answer` ``problem`` (``no_answer`` for a None), over the whole journal: a grounder
+        need not count them."""
         return None

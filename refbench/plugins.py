@@ -169,7 +169,10 @@ class Registry:
         name = spec.pop("plugin", None)
         if not isinstance(name, str):
             raise RefbenchError(f"{where}: missing 'plugin'", f"name the {kind} to use, e.g. plugin: NAME")
-        cls = self.info(kind, name).cls
+        try:
+            cls = self.info(kind, name).cls
+        except RefbenchError as exc:  # named with the block, for a component built inside another (e.g. sam_masks' boxes)
+            raise exc.within(f"{where}: ") from None
         try:
             options = cls.Options(**spec)
         except ValidationError as exc:
@@ -184,7 +187,10 @@ class Registry:
         problems = cls.check(options)
         if problems:
             raise RefbenchError.many([p.within(f"{where}: ") for p in problems])
-        return cls(options)
+        try:
+            return cls(options)
+        except RefbenchError as exc:  # e.g. weights not found: named with the block it came from, as check()'s problems are
+            raise exc.within(f"{where}: ") from None
 
 
 def _entry_points() -> list[EntryPoint]:

@@ -2,8 +2,10 @@
 
 import json
 
+import numpy as np
 import pytest
 
+from refbench import Answer, Box
 from refbench.cli import main
 from refbench.synth import SynthSpec, generate
 
@@ -187,3 +189,11 @@ def test_coordinates_are_mapped_back_to_a_non_square_image(relative_to, size, pa
     assert grounder.expect([item]) == []
     (got,) = grounder.ground(None, item)
     assert got.box.xywh == pytest.approx(truth.xywh)
+
+
+def test_every_miss_has_a_reason_even_without_one_given():
+    from refbench.run.batch import grounded
+
+    boxes, notes = grounded([None, Answer(None, "no box"), Answer(None, "[9]", "unparsable"), Box(1, 2, 3, 4)])
+    assert [n.get("problem") for n in notes] == ["no_answer", "no_answer", "unparsable", None]
+    assert notes[1]["raw"] == "no box" and np.isnan(boxes[:3]).all() and boxes[3].tolist() == [1, 2, 3, 4]

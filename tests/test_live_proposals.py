@@ -207,8 +207,15 @@ def test_bad_input_is_one_line(weights, sam_folder, synth_root, items, tmp_path,
         detector(tmp_path / "bad.pth", tmp_path / "c").propose(items[0])
     with pytest.raises(RefbenchError, match=r"do not fit maskrcnn_resnet50_fpn_v2"):
         detector(weights["fasterrcnn_resnet50_fpn_v2-0"], tmp_path / "c", model="maskrcnn_resnet50_fpn_v2").propose(items[0])
-    with pytest.raises(RefbenchError, match=r"sam_masks boxes: unknown proposer 'torchvision_detektor'.*did you mean"):
+    with pytest.raises(RefbenchError, match=r"^proposer: boxes: unknown proposer 'torchvision_detektor'.*did you mean"):
         sam(weights, sam_folder, tmp_path / "c", {"plugin": "torchvision_detektor"})
+    # inside a benchmark, the inner proposer's errors name both blocks, once each
+    bad = write_config(bench_yaml(synth_root, "  - {id: largest, scorer: {plugin: largest}}", proposer=json.dumps(
+        {"plugin": "sam_masks", "model": str(sam_folder), "boxes": {"plugin": "detections", "path": str(tmp_path / "none.json")}})),
+        "inner.yaml")
+    capsys.readouterr()
+    assert main(["validate", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: proposer: boxes: detections file not found: {tmp_path / 'none.json'}")
     # a box reaching outside the image: refused, or clipped on request
     dets = tmp_path / "dets.json"
     it = items[0]

@@ -144,14 +144,21 @@ class TextScorer:
         return np.asarray(m.combinator.combine_for(request, [self(x, texts) for x in m.combinator.members]))
 
 
+NO_ANSWER = "no_answer"  # the problem of a miss whose grounder gave None, or an Answer without a box or a reason
+
+
 def grounded(answers: Sequence[Box | Answer | None]) -> Grounded:
     """A grounder's answers for one image as boxes ``[phrases, 4]`` (NaN rows: no answer) and a note
-    per phrase: the raw text and the problem an :class:`Answer` carries (empty for a plain box)."""
+    per phrase: the raw text and the problem an :class:`Answer` carries (empty for a plain box); a
+    miss without a stated problem is ``no_answer``, so every miss is counted by some reason."""
     rows, notes = [], []
     for a in answers:
         box = a.box if isinstance(a, Answer) else a
         rows.append(box.xywh if box is not None else (np.nan,) * 4)
-        notes.append({k: v for k, v in (("raw", a.raw), ("problem", a.problem)) if v is not None} if isinstance(a, Answer) else {})
+        note = {k: v for k, v in (("raw", a.raw), ("problem", a.problem)) if v is not None} if isinstance(a, Answer) else {}
+        if box is None and "problem" not in note:
+            note["problem"] = NO_ANSWER
+        notes.append(note)
     return np.array(rows, dtype=np.float64).reshape(-1, 4), notes
 
 

@@ -1,6 +1,6 @@
 """A session's start and finish, shared by the single-process run and each torchrun rank: what is
 left to do, the resume line, the session's entry in run.json, completion, and the end-of-run
-reports (grounders' and the proposer's counts, dropped boxes).
+lines (each grounder's misses from the journal, the components' reports, dropped boxes).
 """
 
 from __future__ import annotations

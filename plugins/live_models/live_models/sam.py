@@ -71,10 +71,7 @@ class SamMasks(Proposer):
         super().__init__(options)
         o = self.options
         assert isinstance(o, SamOptions)
-        try:
-            self.inner: Proposer = build_component("proposer", o.boxes.as_dict(), "boxes")
-        except RefbenchError as exc:
-            raise exc.within("sam_masks boxes: ") from None
+        self.inner: Proposer = build_component("proposer", o.boxes.as_dict(), "boxes")  # its errors read "proposer: boxes: ..."
         self.folder = resolve(o.model, o.revision)
         check_family(self.folder, o.model, ("sam",), "sam_masks")
         self.device, self.dtype = device_and_dtype(o.device, o.precision)
