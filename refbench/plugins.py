@@ -187,10 +187,16 @@ class Registry:
         problems = cls.check(options)
         if problems:
             raise RefbenchError.many([p.within(f"{where}: ") for p in problems])
-        try:
-            return cls(options)
-        except RefbenchError as exc:  # e.g. weights not found: named with the block it came from, as check()'s problems are
-            raise exc.within(f"{where}: ") from None
+        return construct(cls, options, where)
+
+
+def construct(cls: type, options: Any, where: str) -> Any:
+    """``cls(options)``, its errors (e.g. weights not found) named with the block ``where`` they came
+    from, as ``check()``'s problems are."""
+    try:
+        return cls(options)
+    except RefbenchError as exc:
+        raise exc.within(f"{where}: ") from None
 
 
 def _entry_points() -> list[EntryPoint]:

@@ -91,7 +91,7 @@ def test_a_run_keeps_every_answer_and_batches_change_none(tiny, synth_root, tmp_
     line = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in sorted(misses.items()))
     err = capsys.readouterr().err
     assert f"method vlm: answers scored as misses: {line}" in err
-    assert "Loading weights" not in err  # transformers' own bar, once per worker, is off: the run's bar is refbench's
+    assert "Loading weights" not in err  # transformers' own bar, once per model, is off: the run's bar is refbench's
     assert all(r["raw"] and (r["box"] or r["problem"]) for r in four)
     # the tiny weights answer each pair differently, so a batch that moved an answer would show
     # (Florence-2 padded on the left, InternVL on the right, or Kosmos-2 batched across lengths all do)

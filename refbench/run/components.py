@@ -8,7 +8,7 @@ from typing import Any, Callable, TypeVar
 from ..config import BenchmarkConfig, ComponentSpec
 from ..errors import RefbenchError
 from ..interfaces import Combinator, Dataset, Grounder, Prompter, Proposer, Scorer
-from ..plugins import Kind, Registry, registry
+from ..plugins import Kind, Registry, construct, registry
 
 T = TypeVar("T")
 
@@ -113,11 +113,7 @@ def build_parts(config: BenchmarkConfig, reg: Registry | None = None) -> tuple[B
         if where not in checked:
             return None
         cls, options = resolved[where]  # type: ignore[misc]
-        try:
-            return cls(options)
-        except RefbenchError as exc:  # e.g. weights not found: named with the block it came from, as check()'s problems are
-            problems.append(exc.within(f"{where}: "))
-            return None
+        return attempt(lambda: construct(cls, options, where))
 
     bench.dataset = make("dataset")  # data problems are reported with the rest
     bench.proposer = make("proposer") if config.proposer is not None else None

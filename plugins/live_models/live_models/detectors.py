@@ -54,7 +54,8 @@ class DetectorGrounder(ModelGrounder):
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
         self.processor = load_processor(AutoProcessor, self.folder, self.options.model)
-        self.model = load(AutoModelForZeroShotObjectDetection, self.folder, self.options, self.device, self.dtype)  # type: ignore[arg-type]
+        self.model = load(AutoModelForZeroShotObjectDetection, self.folder, self.options.model, self.device, self.dtype,
+                          self.options.attn_implementation)  # type: ignore[attr-defined]
 
     def query(self, phrase: str) -> str:
         """The text query the model is given for ``phrase``."""

@@ -108,7 +108,7 @@ def device_and_dtype(device: str, precision: Precision) -> tuple[Any, Any]:
 
 @contextmanager
 def quiet_progress() -> Iterator[None]:
-    """transformers' own progress bars (e.g. "Loading weights", once per model and worker) off inside:
+    """transformers' own progress bars (e.g. "Loading weights", once per model) off inside:
     the run's progress is refbench's bar."""
     from transformers.utils import logging
 
@@ -121,18 +121,19 @@ def quiet_progress() -> Iterator[None]:
             logging.enable_progress_bar()
 
 
-def load(cls: Any, folder: Path, options: ModelOptions, device: Any, dtype: Any) -> Any:
-    """``cls.from_pretrained`` on ``folder`` (no remote code), moved to ``device``, in eval mode."""
+def load(cls: Any, folder: Path, model: str, device: Any, dtype: Any, attn_implementation: str | None = None) -> Any:
+    """``cls.from_pretrained`` on ``folder`` (no remote code), moved to ``device``, in eval mode; a
+    folder that does not load is one error naming ``model`` (the id or folder the config gave)."""
     kwargs: dict[str, Any] = {"dtype": dtype}
-    if options.attn_implementation is not None:
-        kwargs["attn_implementation"] = options.attn_implementation
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
     try:
         with quiet_progress():
-            model = cls.from_pretrained(folder, local_files_only=True, **kwargs)
+            loaded = cls.from_pretrained(folder, local_files_only=True, **kwargs)
     except (OSError, ValueError) as exc:
-        raise RefbenchError(f"model {options.model} could not be loaded as {cls.__name__}: {str(exc).splitlines()[0][:200]}",
+        raise RefbenchError(f"model {model} could not be loaded as {cls.__name__}: {str(exc).splitlines()[0][:200]}",
                             "check the folder holds this family's weights (save_pretrained output), or download it again") from None
-    return model.to(device).eval()
+    return loaded.to(device).eval()
 
 
 def load_processor(cls: Any, folder: Path, model: str, **options: Any) -> Any:

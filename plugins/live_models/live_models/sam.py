@@ -28,7 +28,7 @@ from refbench import (Box, ComponentSpec, ImageItem, Options, Proposer, Refbench
                       with_mask)
 
 from .cache import Cache, default_folder, digest, weights_sha256
-from .hub import Precision, check_family, device_and_dtype, load_processor, quiet_progress, resolve
+from .hub import Precision, check_family, device_and_dtype, load, load_processor, resolve
 
 
 class SamOptions(Options):
@@ -88,13 +88,7 @@ class SamMasks(Proposer):
         """SamModel and SamProcessor from the resolved folder."""
         from transformers import SamModel, SamProcessor
 
-        try:
-            with quiet_progress():
-                model = SamModel.from_pretrained(self.folder, local_files_only=True, dtype=self.dtype)
-        except (OSError, ValueError) as exc:
-            raise RefbenchError(f"model {self.options.model} could not be loaded as SamModel: {str(exc).splitlines()[0][:160]}",
-                                "check the folder holds SAM's weights (save_pretrained output), or download it again") from None
-        self.model = model.to(self.device).eval()
+        self.model = load(SamModel, self.folder, self.options.model, self.device, self.dtype)
         self.processor = load_processor(SamProcessor, self.folder, self.options.model)
 
     def prompts(self, item: ImageItem, boxes: list[Box]) -> list[Box]:

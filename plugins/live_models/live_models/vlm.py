@@ -71,7 +71,8 @@ class VlmGrounder(ModelGrounder):
 
         self.processor = load_processor(AutoProcessor, self.folder, self.options.model, **self.processor_options())
         self.processor.tokenizer.padding_side = self.padding_side
-        self.model = load(getattr(transformers, self.model_class), self.folder, self.options, self.device, self.dtype)  # type: ignore[arg-type]
+        self.model = load(getattr(transformers, self.model_class), self.folder, self.options.model, self.device, self.dtype,
+                          self.options.attn_implementation)  # type: ignore[attr-defined]
         self.end = self.processor.tokenizer.convert_tokens_to_ids(self.processor.tokenizer.eos_token)
 
     def processor_options(self) -> dict[str, Any]:
