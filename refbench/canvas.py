@@ -61,14 +61,23 @@ class Lookup:
         """The table applied to uint8 ``[..., 3, h, w]`` pixels, on their device."""
         import torch
 
-        if pixels.device.type == "cpu":  # channel by channel: uint8 indices cost a quarter of offset int64 ones
-            table, values = self.table.cpu().numpy(), pixels.numpy()
+        if pixels.device.type == "cpu":
+            # channel by channel through bytes.translate, a byte-to-byte table in C: 1.6-2.3 times as
+            # fast as numpy's take, which first widens every uint8 index to a pointer-sized integer
+            values = pixels.numpy()
             part = np.empty(values.shape, np.uint8)
-            for c in range(3):
-                part[..., c, :, :] = np.take(table[c], values[..., c, :, :])
+            for c, table in enumerate(self._bytes()):
+                plane = part[..., c, :, :]
+                plane[...] = np.frombuffer(values[..., c, :, :].tobytes().translate(table), np.uint8).reshape(plane.shape)
             return torch.from_numpy(part)
         offsets = torch.arange(0, 768, 256, device=pixels.device).view(3, 1, 1)
         return torch.take(self.table.to(pixels.device), pixels.long() + offsets)
+
+    def _bytes(self) -> list[bytes]:
+        """Each channel's table as the 256 bytes :meth:`bytes.translate` takes, made once."""
+        if "_translate" not in self.__dict__:
+            object.__setattr__(self, "_translate", [bytes(row) for row in self.table.cpu().numpy()])
+        return self.__dict__["_translate"]
 
     __call__ = apply
 
@@ -79,7 +88,10 @@ class Canvas:
 
     ``images``: uint8 ``[B, 3, h, w]``, the pixels drawn on. ``boxes``: float64 ``[N, 4]`` xywh in the
     whole image's pixels (at this canvas's scale). ``index``: int64 ``[N]``, the image of each box.
-    ``size``: the whole image's ``(width, height)``. ``scale``: this image's size over the original's
+    ``size``: each view's whole image's ``(width, height)``, two int64 ``[N]`` tensors (a canvas may
+    hold windows of images of several sizes; ints given are spread over the views); bound
+    coordinates with ``clamp(min=...)``, ``clamp(max=...)`` and ``torch.minimum``, which take them
+    as they are. ``scale``: this image's size over the original's
     (1 on the full image); strokes sized in pixels scale by it. ``origin``: int64 ``[N, 2]``, each
     view's top-left ``(x, y)`` in the whole image when the images are windows of it, else None.
     ``masks``: bool ``[N, 1, h, w]``, each box's mask on its view, when the prompter needs masks.
@@ -88,7 +100,7 @@ class Canvas:
     images: torch.Tensor
     boxes: torch.Tensor
     index: torch.Tensor
-    size: tuple[int, int]
+    size: tuple[torch.Tensor, torch.Tensor]
     scale: float = 1.0
     origin: torch.Tensor | None = None
     masks: torch.Tensor | None = None
@@ -96,6 +108,13 @@ class Canvas:
     #: instead of a new tensor
     out: torch.Tensor | None = field(default=None, repr=False)
     _shared: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        import torch
+
+        n = len(self.index)
+        self.size = tuple(side.to(self.device, torch.int64).expand(n) if isinstance(side, torch.Tensor)
+                          else torch.full((n,), int(side), dtype=torch.int64, device=self.device) for side in self.size)
 
     @property
     def device(self) -> torch.device:

@@ -101,6 +101,14 @@ class Scorer(Component, ABC):
             raise RefbenchError(f"scorer {type(self).__name__} needs a prompter", "add prompter: {plugin: NAME}")
         return prompter.render(image, boxes)
 
+    def prepare_many(self, images: Sequence[Image.Image], boxes: Sequence[Sequence[Box]],
+                     prompter: Prompter | None) -> list[Any]:
+        """:meth:`prepare` of several images (``boxes[k]`` on ``images[k]``), one result per image, each
+        what :meth:`prepare` returns for it. The runner prepares a chunk's images with one call, so a
+        scorer may share work across them (the clip scorer draws its exact views' windows in one
+        batch). By default, image by image."""
+        return [self.prepare(image, b, prompter) for image, b in zip(images, boxes)]
+
     @abstractmethod
     def score(self, request: ScoreRequest) -> np.ndarray:
         """Logits ``[len(request.refs), len(request.boxes)]``; larger is better."""

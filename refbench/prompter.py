@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     import torch
 
 
+#: At most this many pixels in one canvas of :meth:`Prompter.render_windows_many` (3 MiB of
+#: RGB; one window larger than that gets a canvas of its own)
+WINDOW_PIXELS = 1 << 20
+
+
 class Prompter(Component, ABC):
     """Turns an image and its candidate boxes into one view per box (the visual prompt).
 
@@ -28,8 +33,10 @@ class Prompter(Component, ABC):
     - :meth:`render`, the reference views on the full image (PIL in, PIL out);
     - :meth:`render_resized`, the views drawn on the image already resized to the model's input,
       strokes scaled (``views: resized`` in the clip scorer), unless :attr:`any_size` is False;
-    - :meth:`render_windows`, only the pixels within given windows around the boxes, one batch per
-      image (the clip scorer's exact views), when :attr:`draws_within_box` is set;
+      :meth:`render_resized_many` draws several images of one size and scale in one batch;
+    - :meth:`render_windows`, only the pixels within given windows around the boxes (the clip
+      scorer's exact views), when :attr:`draws_within_box` is set; :meth:`render_windows_many`
+      draws several images' windows in one batch;
     - :meth:`render_tensor`, batched over images on the device the images are on (``views:
       device``).
 
@@ -110,22 +117,56 @@ class Prompter(Component, ABC):
                 raise RefbenchError(f"prompter {type(self).__name__} draws views of another size than the image, so it has no windows",
                                     "draw views of the image's size, or leave draws_within_box unset")
             return [np.asarray(v.convert("RGB"))[y0:y1, x0:x1] for v, (x0, y0, x1, y1) in zip(views, windows)]
+        return self._windows([image], [boxes], [windows])[0]
+
+    def render_windows_many(self, images: Sequence[Image.Image], boxes: Sequence[Sequence[Box]],
+                            windows: Sequence[Sequence[tuple[int, int, int, int]]]) -> list[list[np.ndarray]]:
+        """:meth:`render_windows` of several images at once: ``boxes[k]`` and ``windows[k]`` on
+        ``images[k]``, the answer ``[k]`` that image's. With :meth:`draw` and
+        :attr:`draws_within_box`, the windows of all the images are drawn together, in canvases of at
+        most :data:`WINDOW_PIXELS` pixels, so that the per-call cost of :meth:`draw` (a few dozen
+        small torch operations) is shared by many images; otherwise, or where a subclass overrides
+        :meth:`render_windows`, image by image."""
+        if type(self).render_windows is not Prompter.render_windows or not self.draws or self.draws_within_box is None:
+            return [self.render_windows(i, b, w) for i, b, w in zip(images, boxes, windows)]
+        return self._windows(images, boxes, windows)
+
+    def _windows(self, images: Sequence[Image.Image], boxes: Sequence[Sequence[Box]],
+                 windows: Sequence[Sequence[tuple[int, int, int, int]]]) -> list[list[np.ndarray]]:
+        """:meth:`draw` on crops of the windows, each at the top-left of its canvas slot, channels last
+        as the images are (plain row copies in; the views, drawn in the crops' layout, come out as
+        contiguous rows). Windows are grouped by size, so a canvas pads little."""
         import torch
 
-        pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))  # read only: copied into the crops
-        wide = max(x1 - x0 for x0, _, x1, _ in windows)
-        tall = max(y1 - y0 for _, y0, _, y1 in windows)
-        # each window at the top-left of its crop, channels last as the image is: plain row copies in,
-        # and the views (drawn in the images' layout) come out as contiguous rows
-        crops = np.zeros((len(windows), tall, wide, 3), np.uint8)
-        for crop, (x0, y0, x1, y1) in zip(crops, windows):
-            crop[: y1 - y0, : x1 - x0] = pixels[y0:y1, x0:x1]
-        origin = torch.from_numpy(np.array(windows, dtype=np.int64).reshape(-1, 4)[:, :2].copy())
-        canvas = Canvas(torch.from_numpy(crops).permute(0, 3, 1, 2), _boxes(boxes), torch.arange(len(windows)),
-                        (pixels.shape[1], pixels.shape[0]), origin=origin)
+        out: list[list[np.ndarray]] = [[None] * len(w) for w in windows]  # type: ignore[list-item]
+        flat = [(k, j, w) for k, ws in enumerate(windows) for j, w in enumerate(ws)]
+        if not flat:
+            return out
+        pixels = [np.asarray(i if i.mode == "RGB" else i.convert("RGB")) for i in images]  # read only: copied into the crops
+        flat.sort(key=lambda f: (f[2][3] - f[2][1], f[2][2] - f[2][0]))  # by height, then width
+        groups, group, tall, wide = [], [], 0, 0
+        for f in flat:
+            x0, y0, x1, y1 = f[2]
+            t, w = max(tall, y1 - y0), max(wide, x1 - x0)
+            if group and (len(group) + 1) * t * w > WINDOW_PIXELS:
+                groups.append((group, tall, wide))
+                group, t, w = [], y1 - y0, x1 - x0
+            group.append(f)
+            tall, wide = t, w
+        groups.append((group, tall, wide))
         with torch.inference_mode(), _one_thread():
-            views = self.draw(canvas).permute(0, 2, 3, 1).numpy()
-        return [v[: y1 - y0, : x1 - x0] for v, (x0, y0, x1, y1) in zip(views, windows)]
+            for group, tall, wide in groups:
+                crops = np.zeros((len(group), tall, wide, 3), np.uint8)
+                for crop, (k, _, (x0, y0, x1, y1)) in zip(crops, group):
+                    crop[: y1 - y0, : x1 - x0] = pixels[k][y0:y1, x0:x1]
+                origin = torch.tensor([w[:2] for _, _, w in group], dtype=torch.int64)
+                size = torch.tensor([pixels[k].shape[1::-1] for k, _, _ in group], dtype=torch.int64)  # each view's image's (width, height)
+                canvas = Canvas(torch.from_numpy(crops).permute(0, 3, 1, 2), _boxes([boxes[k][j] for k, j, _ in group]),
+                                torch.arange(len(group)), tuple(size.unbind(1)), origin=origin)
+                views = self.draw(canvas).permute(0, 2, 3, 1).numpy()
+                for v, (k, j, (x0, y0, x1, y1)) in zip(views, group):
+                    out[k][j] = v[: y1 - y0, : x1 - x0]
+        return out
 
     def render_resized(self, image: np.ndarray, boxes: Sequence[Box], scale: float,
                        out: np.ndarray | None = None) -> np.ndarray:
@@ -133,14 +174,40 @@ class Prompter(Component, ABC):
         its pixels; returns ``[len(boxes), H, W, 3]`` uint8, written into ``out`` when given (any
         array of that shape, e.g. a transposed view of a channels-first batch). Sizes drawn in
         pixels (outlines) scale by ``scale``. Only when :attr:`renders_resized` is True."""
+        return self._resized_views([image], [boxes], scale, out)
+
+    def render_resized_many(self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], scale: float,
+                            out: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`render_resized` of several images of one size, each resized by the same ``scale``,
+        drawn in one batch: ``[sum of len(boxes[k]), H, W, 3]``, image by image (written into ``out``
+        when given). Where a subclass overrides :meth:`render_resized`, image by image through it."""
+        if not self.renders_resized:
+            raise RefbenchError(f"prompter {type(self).__name__} draws only on the full image",
+                                "use the scorer's exact views (views: exact)")
+        if type(self).render_resized is not Prompter.render_resized:
+            views = [self.render_resized(image, b, scale) for image, b in zip(images, boxes)]
+            joined = np.concatenate(views) if views else np.empty((0, 0, 0, 3), np.uint8)
+            if out is None:
+                return joined
+            out[...] = joined
+            return out
+        return self._resized_views(images, boxes, scale, out)
+
+    def _resized_views(self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], scale: float,
+                       out: np.ndarray | None) -> np.ndarray:
+        """:meth:`draw` of every box on its resized image, into ``out`` when given."""
         if not self.renders_resized:
             raise RefbenchError(f"prompter {type(self).__name__} draws only on the full image",
                                 "use the scorer's exact views (views: exact)")
         import torch
 
-        pixels = np.array(image.transpose(2, 0, 1), order="C")  # channels first, once, writable: each view then copies it plainly
+        # channels first, once, writable: each view then copies its image plainly
+        pixels = np.empty((len(images), 3, *images[0].shape[:2]), np.uint8) if images else np.empty((0, 3, 0, 0), np.uint8)
+        for k, image in enumerate(images):
+            pixels[k] = image.transpose(2, 0, 1)
+        index = torch.from_numpy(np.repeat(np.arange(len(images), dtype=np.int64), [len(b) for b in boxes]))
         target = None if out is None else torch.from_numpy(out).permute(0, 3, 1, 2)
-        views = self._drawn(torch.from_numpy(pixels)[None], boxes, scale, target)
+        views = self._drawn(torch.from_numpy(pixels), [b for bs in boxes for b in bs], scale, target, index)
         if out is None:
             return views.permute(0, 2, 3, 1).numpy()
         if views.data_ptr() != target.data_ptr() or views.stride() != target.stride():  # drawn elsewhere than into out
@@ -164,16 +231,18 @@ class Prompter(Component, ABC):
         images, boxes, index = tensor_args(images, boxes, index)
         return self.draw(Canvas(images, boxes, index, (images.shape[-1], images.shape[-2])))
 
-    def _drawn(self, images: torch.Tensor, boxes: Sequence[Box], scale: float, out: torch.Tensor | None = None) -> torch.Tensor:
-        """:meth:`draw` of every box on one ``[1, 3, H, W]`` image (its first views in ``out``, when given)."""
+    def _drawn(self, images: torch.Tensor, boxes: Sequence[Box], scale: float, out: torch.Tensor | None = None,
+               index: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`draw` of every box on its ``[B, 3, H, W]`` image (``index``; None: all on image 0), the
+        views in ``out`` when given."""
         import torch
 
         if type(self).draw is Prompter.draw:
             raise RefbenchError(f"prompter {type(self).__name__} defines neither draw nor render",
                                 "define draw (the prompt as torch ops over a Canvas) or override render")
         with torch.inference_mode(), _one_thread():
-            return self.draw(Canvas(images, _boxes(boxes), torch.zeros(len(boxes), dtype=torch.int64),
-                                    (images.shape[-1], images.shape[-2]), scale=scale, out=out))
+            index = torch.zeros(len(boxes), dtype=torch.int64) if index is None else index
+            return self.draw(Canvas(images, _boxes(boxes), index, (images.shape[-1], images.shape[-2]), scale=scale, out=out))
 
 
 @contextmanager

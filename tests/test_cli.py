@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 import pickle
 import shutil
 import subprocess
@@ -93,6 +94,32 @@ def test_missing_image_keeps_earlier_work_and_resumes(data_copy, tmp_path, capsy
     assert run([cfg], tmp_path) == 0
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "complete" and record["sessions"][-1]["kept"] == kept
+
+
+def test_a_chunk_is_prepared_together_and_a_bad_image_keeps_the_ones_before_it(data_copy, write_config):
+    """The runner prepares a chunk's images with one ``prepare_many`` call: the chunk's views are the
+    images' own, one by one. An unreadable image in the middle of a chunk gives a chunk of the images
+    before it, then the error, as preparing them one at a time does."""
+    import torch
+
+    from refbench.config import load_config
+    from refbench.run import build
+    from refbench.run.prepare import build_chunks, load_image
+
+    cfg = write_config(bench_yaml(data_copy, CLIP, splits="[testA]") + "runner: {workers: 0}\n")
+    bench = build(load_config(cfg))
+    (method,) = bench.methods
+    items = list(bench.dataset)[:12]
+    boxes = {item.image_id: bench.proposer.propose(item) for item in items}
+    (chunk,) = build_chunks(items, boxes, bench.methods, 10_000)
+    assert [p.item.image_id for p in chunk.images] == [item.image_id for item in items] and chunk.error is None
+    alone = [method.scorer.prepare(load_image(item), boxes[item.image_id], method.prompter) for item in items]
+    assert torch.equal(chunk.views["clip"], torch.cat(alone))
+    Path(items[5].path).write_bytes(b"not a jpeg")
+    before, failed = build_chunks(items, boxes, bench.methods, 10_000)
+    assert [p.item.image_id for p in before.images] == [item.image_id for item in items[:5]]
+    assert torch.equal(before.views["clip"], torch.cat(alone[:5]))
+    assert not failed.images and "unreadable" in str(failed.error)
 
 
 def test_degenerate_and_empty_proposals(data_copy, tmp_path, capsys, write_config):

@@ -294,3 +294,76 @@ def test_the_scorer_takes_the_region_only_path_only_when_the_prompter_declares_i
 def test_an_image_without_boxes(scorer):
     image = Image.new("RGB", (80, 60), (10, 20, 30))
     assert scorer.prepare(image, [], Shade()).shape == (0, 3, 64, 64)
+
+
+@pytest.mark.parametrize("budget", [1 << 20, 700])
+def test_several_images_prepared_together_are_each_prepared_alone(scorer, monkeypatch, budget):
+    """``prepare_many`` draws every image's windows on shared canvases (views of images of several
+    sizes side by side, in several canvases when ``WINDOW_PIXELS`` is small): each image's views are
+    those ``prepare`` gives it alone, and the full exact path's. Grey images, a size on the reference
+    path and an image without boxes are among them."""
+    import refbench.prompter
+    from visual_prompts.prompters import CptShade
+
+    monkeypatch.setattr(refbench.prompter, "WINDOW_PIXELS", budget)
+    rng = np.random.default_rng(budget)
+    images, boxes = [], []
+    for k, (w, h) in enumerate([(150, 90), (640, 480), (66, 271), (17, 2000), (63, 65), (90, 150), (3, 7), (128, 128)]):
+        image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        images.append(image.convert("L") if k == 4 else image)
+        boxes.append([] if k == 6 else border_boxes(w, h)[: int(rng.integers(1, 16))]
+                     + [Box(*(float(v) for v in rng.uniform([-w / 4, -h / 4, 0, 0], [w, h, w, h]))) for _ in range(3)])
+    assert scorer.exact.geometry(17, 2000) is None
+    for prompter in (Shade(Shade.Options(outline=2)), Halo(), CptShade()):
+        together = scorer.prepare_many(images, boxes, prompter)
+        assert len(together) == len(images)
+        for image, b, views in zip(images, boxes, together):
+            alone = scorer.prepare(image, b, prompter)
+            assert views.shape == (len(b), 3, 64, 64) and torch.equal(views, alone), (image.size, type(prompter).__name__)
+            assert np.array_equal(views.numpy().transpose(0, 2, 3, 1), reference(prompter.render(image, b), 64))
+
+
+def test_windows_of_several_images_are_each_images_views_cut(monkeypatch):
+    """``render_windows_many`` over images of different sizes, boxes partly or wholly outside their
+    images and windows anywhere: every window holds its image's full view there."""
+    import refbench.prompter
+    from visual_prompts.prompters import CptShade
+
+    rng = np.random.default_rng(7)
+    for budget in (1 << 20, 300):
+        monkeypatch.setattr(refbench.prompter, "WINDOW_PIXELS", budget)
+        images, boxes, windows = [], [], []
+        for _ in range(6):
+            h, w = (int(v) for v in rng.integers(1, 70, 2))
+            images.append(Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)))
+            boxes.append([Box(*(float(v) for v in rng.uniform([-w / 2, -h / 2, 0, 0], [w, h, w, h])))
+                          for _ in range(int(rng.integers(0, 6)))])
+            windows.append([])
+            for _ in boxes[-1]:
+                x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+                windows[-1].append((x0, y0, int(rng.integers(x0 + 1, w + 1)), int(rng.integers(y0 + 1, h + 1))))
+        for prompter in (Shade(Shade.Options(outline=3, alpha=0.3)), Halo(), CptShade()):
+            got = prompter.render_windows_many(images, boxes, windows)
+            for image, b, ws, patches in zip(images, boxes, windows, got):
+                assert len(patches) == len(ws)
+                for patch, view, (x0, y0, x1, y1) in zip(patches, prompter.render(image, b), ws):
+                    assert patch.dtype == np.uint8 and np.array_equal(patch, np.asarray(view)[y0:y1, x0:x1])
+
+
+def test_resized_views_of_several_images_are_each_prepared_alone():
+    """``views: resized``: ``prepare_many`` draws the images of one scale in one batch (two images
+    share each scale here, and one has a scale of its own); each image's views are ``prepare``'s."""
+    from visual_prompts.prompters import CptShade, RedCircle
+
+    scorer = ClipScorer(ClipScorer.Options(arch="synth-rn", views="resized"))
+    rng = np.random.default_rng(3)
+    images, boxes = [], []
+    for w, h in [(150, 90), (90, 150), (200, 120), (120, 200), (77, 77), (128, 96)]:
+        images.append(Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)))
+        boxes.append(border_boxes(w, h)[: int(rng.integers(0, 8))])
+    scales = [max(64 / i.width, 64 / i.height) for i in images]
+    assert len(set(scales)) == 4
+    for prompter in (Shade(Shade.Options(outline=3)), CptShade(), RedCircle()):
+        together = scorer.prepare_many(images, boxes, prompter)
+        for image, b, views in zip(images, boxes, together):
+            assert views.shape == (len(b), 3, 64, 64) and torch.equal(views, scorer.prepare(image, b, prompter))

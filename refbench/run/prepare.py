@@ -87,28 +87,68 @@ def seal(images: list[Prepared], view_methods: Sequence[Method]) -> Chunk:
     return chunk
 
 
+def prepare_many(items: Sequence[ImageItem], boxes: dict[int, list[Box]], image_methods: Sequence[Method]) -> list[Prepared]:
+    """:func:`prepare` of several images, each scorer's views of all of them made by one
+    :meth:`~refbench.Scorer.prepare_many` call (a scorer may share work across images)."""
+    ps = [Prepared(item, boxes[item.image_id]) for item in items]
+    images: dict[int, Image.Image] = {}
+
+    def image(k: int) -> Image.Image:
+        if k not in images:
+            images[k] = load_image(ps[k].item)
+        return images[k]
+
+    for k, p in enumerate(ps):  # decoded in order, so the first bad image is the one named
+        if p.boxes or any(m.grounder is not None for m in image_methods):
+            image(k)
+    for m in image_methods:
+        if m.grounder is not None:
+            for k, p in enumerate(ps):
+                p.views[m.id] = image(k)
+            continue
+        assert m.scorer is not None
+        live = [k for k, p in enumerate(ps) if p.boxes]
+        for k, views in zip(live, m.scorer.prepare_many([image(k) for k in live], [ps[k].boxes for k in live], m.prompter)):
+            ps[k].views[m.id] = views
+            if isinstance(m.scorer, EmbeddingScorer):
+                ps[k].texts[m.id] = m.scorer.prepare_texts([r.text for r in ps[k].item.refs])
+    return ps
+
+
+def chunk_of(items: Sequence[ImageItem], boxes: dict[int, list[Box]], view_methods: Sequence[Method]) -> list[Chunk]:
+    """The chunk of ``items``; where one fails, the images before it as one chunk (they are scored)
+    and the error, as preparing them one at a time gives them."""
+    try:
+        return [seal(prepare_many(items, boxes, view_methods), view_methods)]
+    except RefbenchError as exc:
+        done: list[Prepared] = []
+        for item in items:
+            try:
+                done.append(prepare(item, boxes[item.image_id], view_methods))
+            except RefbenchError as first:  # travels to the main process as a value, message intact
+                return ([seal(done, view_methods)] if done else []) + [Chunk([], error=first)]
+        return [Chunk([], error=exc)]
+
+
 def build_chunks(items: Iterable[ImageItem], boxes: dict[int, list[Box]], view_methods: Sequence[Method],
                  batch_size: int) -> Iterator[Chunk]:
     """Prepare images in order and group them so each chunk holds at most ``batch_size`` views (phrases,
-    for an image without candidates), or one image: a grounder's run journals chunk by chunk too."""
-    pending: list[Prepared] = []
+    for an image without candidates), or one image: a grounder's run journals chunk by chunk too. A
+    chunk's images are prepared together (:func:`prepare_many`); after an error, nothing more."""
+    group: list[ImageItem] = []
     n = 0
     for item in items:
-        try:
-            p = prepare(item, boxes[item.image_id], view_methods)
-        except RefbenchError as exc:  # travels to the main process as a value, message intact
-            if pending:
-                yield seal(pending, view_methods)
-            yield Chunk([], error=exc)
-            return
-        weight = len(p.boxes) or len(item.refs)  # an image without candidates (a grounder's) counts its phrases
-        if pending and n + weight > batch_size:
-            yield seal(pending, view_methods)
-            pending, n = [], 0
-        pending.append(p)
+        weight = len(boxes[item.image_id]) or len(item.refs)  # an image without candidates (a grounder's) counts its phrases
+        if group and n + weight > batch_size:
+            chunks = chunk_of(group, boxes, view_methods)
+            yield from chunks
+            if chunks[-1].error is not None:
+                return
+            group, n = [], 0
+        group.append(item)
         n += weight
-    if pending:
-        yield seal(pending, view_methods)
+    if group:
+        yield from chunk_of(group, boxes, view_methods)
 
 
 class Chunks(torch.utils.data.IterableDataset):

@@ -80,7 +80,7 @@ class GreenShade(Prompter):
 
         o = self.options
         xy, wh = canvas.boxes[:, :2], canvas.boxes[:, 2:]
-        limit = xy.new_tensor(canvas.size)  # (width, height)
+        limit = torch.stack(canvas.size, 1).double()  # each view's image's (width, height)
         lo = torch.minimum(torch.round(xy).clamp_(min=0), limit - 1)  # pixel_bounds, batched
         hi = torch.minimum(torch.maximum(torch.round(xy + wh), lo + 1), limit)
         corners = torch.cat([lo, hi], 1).long()

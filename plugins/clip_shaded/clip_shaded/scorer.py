@@ -139,12 +139,49 @@ class ClipScorer(EmbeddingScorer):
         else:
             if not prompter.renders_resized:
                 raise RefbenchError(f"prompter {type(prompter).__name__} draws only on the full image", "use the scorer's views: exact")
-            scale = max(self.size / image.width, self.size / image.height)  # Resize: shortest side -> size
-            left = round((image.width * scale - self.size) / 2)
-            top = round((image.height * scale - self.size) / 2)
-            mapped = [Box(b.x * scale - left, b.y * scale - top, b.w * scale, b.h * scale) for b in boxes]
-            prompter.render_resized(np.asarray(self.resize(image)), mapped, scale, out=array)
+            prompter.render_resized(*self._resized(image, boxes), out=array)
         return out
+
+    def _resized(self, image: Image.Image, boxes: Sequence[Box]) -> tuple[np.ndarray, list[Box], float]:
+        """``views: resized``: the image resized and cropped to the model's input, the boxes in its
+        pixels, and the scale."""
+        scale = max(self.size / image.width, self.size / image.height)  # Resize: shortest side -> size
+        left = round((image.width * scale - self.size) / 2)
+        top = round((image.height * scale - self.size) / 2)
+        mapped = [Box(b.x * scale - left, b.y * scale - top, b.w * scale, b.h * scale) for b in boxes]
+        return np.asarray(self.resize(image)), mapped, scale
+
+    def prepare_many(self, images: Sequence[Image.Image], boxes: Sequence[Sequence[Box]],
+                     prompter: Prompter | None) -> list[torch.Tensor | DeviceViews]:
+        """:meth:`prepare` of several images. Exact views drawn within their boxes have every image's
+        windows drawn in one batch (:meth:`ExactViews.write_many`); resized views, every image's of
+        one scale (each image resized and cropped to the model's input: the same size)."""
+        if self.options.views == "resized" and prompter is not None and prompter.renders_resized:
+            return self._resized_many(images, boxes, prompter)
+        if not (self.options.views == "exact" and prompter is not None and prompter.draws_within_box is not None):
+            return super().prepare_many(images, boxes, prompter)
+        outs = [torch.empty((len(b), 3, self.size, self.size), dtype=torch.uint8) for b in boxes]
+        rgb = [k for k, image in enumerate(images) if image.mode == "RGB"]
+        written = self.exact.write_many([images[k] for k in rgb], [boxes[k] for k in rgb], prompter, [outs[k].numpy() for k in rgb])
+        done = {k for k, ok in zip(rgb, written) if ok}
+        return [outs[k] if k in done else self.prepare(image, boxes[k], prompter) for k, image in enumerate(images)]
+
+    def _resized_many(self, images: Sequence[Image.Image], boxes: Sequence[Sequence[Box]], prompter: Prompter) -> list[torch.Tensor]:
+        """``views: resized`` of several images, drawn in one batch per scale, each image's views a
+        slice of its batch (contiguous)."""
+        inputs = [self._resized(image, b) for image, b in zip(images, boxes)]
+        result: list[torch.Tensor] = [torch.empty(0)] * len(images)
+        by_scale: dict[float, list[int]] = {}
+        for k, (_, _, scale) in enumerate(inputs):
+            by_scale.setdefault(scale, []).append(k)
+        for scale, group in by_scale.items():
+            counts = [len(boxes[k]) for k in group]
+            out = torch.empty((sum(counts), 3, self.size, self.size), dtype=torch.uint8)
+            prompter.render_resized_many([inputs[k][0] for k in group], [inputs[k][1] for k in group], scale,
+                                         out=out.numpy().transpose(0, 2, 3, 1))
+            for k, views in zip(group, out.split(counts)):
+                result[k] = views
+        return result
 
     def model_input(self, views: torch.Tensor) -> torch.Tensor:
         """uint8 views (any device) -> normalised float on the model's device."""

@@ -129,21 +129,42 @@ class ExactViews:
 
         ``image`` is RGB, and ``prompter`` declares ``draws_within_box``: its views equal the image
         outside :func:`changed_rects`. The views' pixels come from its ``render_windows``."""
+        return self.write_many([image], [boxes], prompter, [out])[0]
+
+    def write_many(self, images: Sequence[Image.Image], boxes: Sequence[Sequence[Box]], prompter: Prompter,
+                   outs: Sequence[np.ndarray]) -> list[bool]:
+        """:meth:`write` for several images, their windows drawn in one
+        :meth:`~refbench.Prompter.render_windows_many` call."""
+        plans = [self._start(image, b, prompter, out) for image, b, out in zip(images, boxes, outs)]
+        todo = [k for k, plan in enumerate(plans) if plan is not None and plan[1]]
+        patches = prompter.render_windows_many([images[k] for k in todo], [[boxes[k][i] for i in plans[k][1]] for k in todo],
+                                               [plans[k][2] for k in todo])
+        for k, found in zip(todo, patches):
+            geo, keep, windows, blocks = plans[k]
+            _check_patches(prompter, found, windows)
+            self._finish(geo, keep, found, windows, blocks, outs[k])
+        return [plan is not None for plan in plans]
+
+    def _start(self, image: Image.Image, boxes: Sequence[Box], prompter: Prompter, out: np.ndarray
+               ) -> tuple[Geometry, list[int], list[tuple[int, int, int, int]], list[tuple[int, int, int, int]]] | None:
+        """The plainly resized image written into every view of ``out``, and the plan of what each box
+        changes (:meth:`_plan`); None (nothing written) where this image's size keeps the reference path."""
         width, height = image.size
         geo = self.geometry(width, height)
         if geo is None:
-            return False
+            return None
         size = self.size
         left, top = geo.crop
         plain = np.asarray(image.resize(geo.resized, BICUBIC))[top : top + size, left : left + size]
         out[:] = np.ascontiguousarray(plain.transpose(2, 0, 1))  # channels first once, then plain copies
         if not boxes:
-            return True
-        keep, windows, blocks = self._plan(geo, boxes, prompter.draws_within_box or 0, width, height)
-        if not keep:
-            return True
-        patches = prompter.render_windows(image, [boxes[i] for i in keep], windows)
-        _check_patches(prompter, patches, windows)
+            return geo, [], [], []
+        return (geo, *self._plan(geo, boxes, prompter.draws_within_box or 0, width, height))
+
+    def _finish(self, geo: Geometry, keep: list[int], patches: Sequence[np.ndarray], windows: list[tuple[int, int, int, int]],
+                blocks: list[tuple[int, int, int, int]], out: np.ndarray) -> None:
+        """Each changed view's output block, resized from its window's pixels, written into ``out``."""
+        left, top = geo.crop
         cu, cv = (top, left) if geo.flip else (left, top)  # the crop's start along u and v
         for i, patch, (x0, y0, x1, y1), (ou0, ov0, ou1, ov1) in zip(keep, patches, windows, blocks):
             ou, ov = slice(ou0, ou1), slice(ov0, ov1)
@@ -153,7 +174,6 @@ class ExactViews:
             else:  # u is x: [y, 3, x]
                 block = _resize(patch.transpose(0, 2, 1), geo.first, geo.second, slice(x0, x1), slice(y0, y1), ou, ov)
                 out[i, :, ov0 - cv : ov1 - cv, ou0 - cu : ou1 - cu] = block.transpose(1, 0, 2)
-        return True
 
     def _plan(self, geo: Geometry, boxes: Sequence[Box], margin: int, width: int, height: int
               ) -> tuple[list[int], list[tuple[int, int, int, int]], list[tuple[int, int, int, int]]]:

@@ -69,10 +69,10 @@ def box_pixels_bounds(canvas: Canvas) -> tuple[torch.Tensor, torch.Tensor, torch
     """:func:`box_pixels`' rectangles of the canvas's boxes: ``x0, y0, x1, y1``, each ``[N]`` int64."""
     import torch
 
-    width, height = canvas.size
+    width, height = canvas.size  # each view's image's, [N]
     x, y, w, h = canvas.boxes.unbind(1)
-    left, top = x.clamp(0, width), y.clamp(0, height)
-    right, bottom = (x + w).clamp(0, width), (y + h).clamp(0, height)
+    left, top = x.clamp(min=0).clamp(max=width), y.clamp(min=0).clamp(max=height)
+    right, bottom = (x + w).clamp(min=0).clamp(max=width), (y + h).clamp(min=0).clamp(max=height)
     x0, y0 = left.long(), top.long()  # int(): truncation, of numbers >= 0
     x1 = torch.maximum(right.long().clamp(max=width - 1) + 1, x0)
     y1 = torch.maximum(bottom.long().clamp(max=height - 1) + 1, y0)
@@ -231,7 +231,7 @@ def ellipse_ring(canvas: Canvas, thickness: float) -> torch.Tensor:
     each semi-axis and not inside the one shrunk by as much (float64)."""
     import torch
 
-    width, height = canvas.size
+    width, height = canvas.size  # each view's image's, [N]
     x, y, w, h = canvas.boxes.unbind(1)
     cx, cy, a, b = x + w / 2, y + h / 2, w / 2, h / 2
     half = thickness / 2
