@@ -4,6 +4,7 @@ unbatched answers; the declared frames checked against the processors; bad input
 
 from __future__ import annotations
 
+import collections
 import json
 from pathlib import Path
 
@@ -173,7 +174,7 @@ def test_torchrun_shards_the_grounders_and_matches_one_process(tiny, synth_root,
     cfg = tmp_path / "b.yaml"
     cfg.write_text(config(synth_root, specs) + "\nrunner: {limit: 8}\n")
     assert main(["run", str(cfg), "--results", str(tmp_path / "one"), "-q"]) == 0
-    finish(torchrun(2, cfg, tmp_path / "two"))
+    err = finish(torchrun(2, cfg, tmp_path / "two"))
 
     one, two = (sorted(journal(tmp_path / name), key=lambda r: (r["method"], r["sent_id"])) for name in ("one", "two"))
     assert [(r["method"], r["sent_id"], r.get("problem")) for r in one] == [(r["method"], r["sent_id"], r.get("problem")) for r in two]
@@ -186,3 +187,13 @@ def test_torchrun_shards_the_grounders_and_matches_one_process(tiny, synth_root,
             assert a["box"] == pytest.approx(b["box"], abs=1e-3)
     record = json.loads((the_run(tmp_path / "two") / "run.json").read_text())
     assert record["sessions"][0]["placement"]["ranks"] == 2
+    # the misses of both ranks are counted once, from the merged journal, and printed once
+    alone = json.loads((the_run(tmp_path / "one") / "run.json").read_text())
+    counted = collections.Counter((r["method"], r["problem"]) for r in two if r.get("problem"))
+    assert counted  # the tiny VLM answers nonsense
+    for method in specs:
+        misses = {problem: n for (m, problem), n in counted.items() if m == method}
+        assert record["metrics"][method].get("misses", {}) == misses == alone["metrics"][method].get("misses", {})
+        if misses:
+            line = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in sorted(misses.items()))
+            assert err.count(f"method {method}: answers scored as misses: {line}") == 1, err[-2000:]

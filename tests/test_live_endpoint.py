@@ -171,6 +171,26 @@ def test_refused_connections_stop_with_one_line_and_the_rerun_resumes(baseline, 
     assert record(tmp_path / "r")["metrics"] == baseline[1]["metrics"]
 
 
+def test_misses_journaled_before_a_stop_are_counted_after_the_resume(synth_root, serve, tmp_path, write_config, capsys):
+    """Boxless answers journaled before the server dies, and those after the rerun resumes, are all in
+    run.json's misses and in the resumed run's last line."""
+    port = free_port()
+    text = config(synth_root, f"http://127.0.0.1:{port}", runner="batch_size: 4, workers: 0", concurrency=1, retries=1)
+    server = serve("--exit-after", "40", "--malformed", "yellow", port=port)
+    assert run(write_config, text, tmp_path / "r") == 2
+    assert server.proc.wait(10) == 0
+    early = [r for r in journal(tmp_path / "r").values() if r.get("problem")]
+    assert early and all(r["problem"] == "unparsable" and "yellow" in r["text"] for r in early)
+    capsys.readouterr()
+    serve("--malformed", "yellow", port=port)
+    assert run(write_config, text, tmp_path / "r") == 0
+    out = capsys.readouterr()
+    missed = [r for r in journal(tmp_path / "r").values() if r.get("problem")]
+    assert len(missed) > len(early) and all(r["problem"] == "unparsable" for r in missed)
+    assert record(tmp_path / "r")["metrics"]["vlm"]["misses"] == {"unparsable": len(missed)}
+    assert f"method vlm: answers scored as misses: {len(missed)} unparsable" in out.out + out.err
+
+
 def test_on_error_miss_scores_failures_and_boxless_answers_as_misses(baseline, synth_root, serve, tmp_path, write_config,
                                                                     capsys):
     server = serve("--fail-phrase", "square", "--malformed", "yellow")
