@@ -2,7 +2,9 @@
 
 Each prompt is drawn on SynthRef testA images with their detections through every path the
 prompter has (the full image, the image resized to 64 px, windows around the boxes, and the
-batched tensor path), in a separate process per checkout, and the arrays are compared:
+batched tensor path; where the checkout has them, the windows and resized views of all the images
+drawn together, as the runner's chunks draw them), in a separate process per checkout, and the
+arrays are compared:
 
     git worktree add /tmp/before <revision>
     python benchmarks/prompt_agreement.py --before /tmp/before --data data/synthref
@@ -39,7 +41,7 @@ refs = {}
 for d in dets:
     refs.setdefault(d["image_id"], []).append(Box(*d["box"]))
 ids = sorted(refs)[:images]
-arrays = {}
+arrays, many = {}, []
 for name in %(prompts)s:
     prompter = registry().build("prompter", {"plugin": name}, name)
     for image_id in ids:
@@ -65,6 +67,25 @@ for name in %(prompts)s:
             t = torch.from_numpy(np.array(image)).permute(2, 0, 1)
             xywh = torch.tensor([b.xywh for b in boxes], dtype=torch.float64)
             arrays[f"{name}/tensor/{image_id}"] = prompter.render_tensor(t, xywh).permute(0, 2, 3, 1).numpy()
+        resized = (small, s, scaled) if prompter.renders_resized else (None, None, None)
+        many.append((image, boxes, windows, *resized))
+    # the paths that draw several images on one canvas (as the runner's chunks do), where the checkout has them
+    if prompter.draws_within_box is not None and hasattr(prompter, "render_windows_many"):
+        drawn = prompter.render_windows_many([m[0] for m in many], [m[1] for m in many], [m[2] for m in many])
+        for image_id, patches in zip(ids, drawn):
+            for k, patch in enumerate(patches):
+                arrays[f"{name}/windows-many/{image_id}/{k}"] = patch
+    if prompter.renders_resized and hasattr(prompter, "render_resized_many"):
+        by_scale = {}
+        for image_id, m in zip(ids, many):
+            by_scale.setdefault(m[4], []).append((image_id, m))
+        for scale, group in by_scale.items():
+            views = prompter.render_resized_many([m[3] for _, m in group], [m[5] for _, m in group], scale)
+            start = 0
+            for image_id, m in group:
+                arrays[f"{name}/resized-many/{image_id}"] = views[start : start + len(m[1])]
+                start += len(m[1])
+    many.clear()
 np.savez_compressed(out, **arrays)
 """
 
@@ -91,7 +112,9 @@ def main() -> None:
         for key in sorted(k for k in new.files if "/cut/" not in k):
             name, path = key.split("/")[:2]
             row = rows.setdefault((name, path), [0, 0, 0, 0, 0])  # views, identical views, pixels, identical pixels, missing
-            theirs = key.replace("/windows/", "/cut/")  # windows against the other revision's full views, cut
+            # windows against the other revision's full views, cut; views drawn several images at a time
+            # against its views drawn image by image
+            theirs = key.replace("/windows-many/", "/cut/").replace("/windows/", "/cut/").replace("/resized-many/", "/resized/")
             if theirs not in old.files:
                 row[4] += 1
                 continue
@@ -102,11 +125,11 @@ def main() -> None:
             row[1] += int(same.reshape(len(a), -1).all(1).sum())
             row[2] += same.size
             row[3] += int(same.sum())
-    print(f"{'prompt':<18} {'path':<8} {'views':>6} {'identical views':>16} {'identical pixels':>17} {'not there':>12}")
+    print(f"{'prompt':<18} {'path':<12} {'views':>6} {'identical views':>16} {'identical pixels':>17} {'not there':>12}")
     for (name, path), (views, same_views, pixels, same_pixels, missing) in sorted(rows.items()):
         share = f"{100 * same_views / views:.2f}%" if views else "-"
         pix = f"{100 * same_pixels / pixels:.4f}%" if pixels else "-"
-        print(f"{name:<18} {path:<8} {views:>6} {share:>16} {pix:>17} {missing:>12}")
+        print(f"{name:<18} {path:<12} {views:>6} {share:>16} {pix:>17} {missing:>12}")
 
 
 if __name__ == "__main__":

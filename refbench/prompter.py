@@ -201,6 +201,9 @@ class Prompter(Component, ABC):
                                 "use the scorer's exact views (views: exact)")
         import torch
 
+        if len({image.shape for image in images}) > 1:
+            raise RefbenchError(f"render_resized_many got images of {len({i.shape for i in images})} sizes",
+                                "draw images of one size together (each resized to the model's input)")
         # channels first, once, writable: each view then copies its image plainly
         pixels = np.empty((len(images), 3, *images[0].shape[:2]), np.uint8) if images else np.empty((0, 3, 0, 0), np.uint8)
         for k, image in enumerate(images):

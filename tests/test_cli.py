@@ -96,25 +96,52 @@ def test_missing_image_keeps_earlier_work_and_resumes(data_copy, tmp_path, capsy
     assert record["status"] == "complete" and record["sessions"][-1]["kept"] == kept
 
 
-def test_a_chunk_is_prepared_together_and_a_bad_image_keeps_the_ones_before_it(data_copy, write_config):
-    """The runner prepares a chunk's images with one ``prepare_many`` call: the chunk's views are the
-    images' own, one by one. An unreadable image in the middle of a chunk gives a chunk of the images
-    before it, then the error, as preparing them one at a time does."""
+def test_a_chunk_is_prepared_together_and_a_bad_image_keeps_the_ones_before_it(data_copy, write_config, monkeypatch):
+    """The runner prepares a chunk's images with one ``prepare_many`` call, whose windows share a few
+    canvases: the chunk's views are the images' own, one by one. An unreadable image, or a scorer's
+    error, in the middle of a chunk gives a chunk of the images before it, then the error, as
+    preparing them one at a time does; an error of the joint call alone keeps every image."""
     import torch
 
+    from refbench import RefbenchError
     from refbench.config import load_config
     from refbench.run import build
     from refbench.run.prepare import build_chunks, load_image
+
+    from clip_shaded import ClipScorer, GreenShade
 
     cfg = write_config(bench_yaml(data_copy, CLIP, splits="[testA]") + "runner: {workers: 0}\n")
     bench = build(load_config(cfg))
     (method,) = bench.methods
     items = list(bench.dataset)[:12]
     boxes = {item.image_id: bench.proposer.propose(item) for item in items}
+    alone = [method.scorer.prepare(load_image(item), boxes[item.image_id], method.prompter) for item in items]
+    calls, draws = [], []
+    many, one, draw = ClipScorer.prepare_many, ClipScorer.prepare, GreenShade.draw
+    monkeypatch.setattr(ClipScorer, "prepare_many", lambda self, im, b, p: calls.append(len(im)) or many(self, im, b, p))
+    monkeypatch.setattr(GreenShade, "draw", lambda self, canvas: draws.append(len(canvas.boxes)) or draw(self, canvas))
     (chunk,) = build_chunks(items, boxes, bench.methods, 10_000)
     assert [p.item.image_id for p in chunk.images] == [item.image_id for item in items] and chunk.error is None
-    alone = [method.scorer.prepare(load_image(item), boxes[item.image_id], method.prompter) for item in items]
     assert torch.equal(chunk.views["clip"], torch.cat(alone))
+    assert calls == [12] and len(draws) < 3 and sum(draws) == sum(map(len, boxes.values()))  # one call, a canvas or two
+
+    victim = boxes[items[7].image_id]  # the scorer refuses this image's boxes, together and alone
+    def refusing(real):
+        def prepare(self, image, b, prompter):
+            if b is victim or (isinstance(b, list) and any(x is victim for x in b)):
+                raise RefbenchError("scorer refuses image 7", "fix it")
+            return real(self, image, b, prompter)
+        return prepare
+    monkeypatch.setattr(ClipScorer, "prepare_many", refusing(many))
+    monkeypatch.setattr(ClipScorer, "prepare", refusing(one))
+    before, failed = build_chunks(items, boxes, bench.methods, 10_000)
+    assert [p.item.image_id for p in before.images] == [item.image_id for item in items[:7]]
+    assert torch.equal(before.views["clip"], torch.cat(alone[:7])) and "refuses image 7" in str(failed.error)
+    monkeypatch.setattr(ClipScorer, "prepare", one)  # only the joint call refuses: every image, one at a time
+    (kept,) = build_chunks(items, boxes, bench.methods, 10_000)
+    assert kept.error is None and torch.equal(kept.views["clip"], torch.cat(alone))
+
+    monkeypatch.setattr(ClipScorer, "prepare_many", many)
     Path(items[5].path).write_bytes(b"not a jpeg")
     before, failed = build_chunks(items, boxes, bench.methods, 10_000)
     assert [p.item.image_id for p in before.images] == [item.image_id for item in items[:5]]

@@ -87,9 +87,29 @@ def seal(images: list[Prepared], view_methods: Sequence[Method]) -> Chunk:
     return chunk
 
 
+#: At most this many decoded pixels (12 MiB of RGB) are prepared together: a chunk of many large
+#: images is prepared in several groups, so a worker holds about as much as this at once
+PREPARE_PIXELS = 1 << 22
+
+
 def prepare_many(items: Sequence[ImageItem], boxes: dict[int, list[Box]], image_methods: Sequence[Method]) -> list[Prepared]:
-    """:func:`prepare` of several images, each scorer's views of all of them made by one
-    :meth:`~refbench.Scorer.prepare_many` call (a scorer may share work across images)."""
+    """:func:`prepare` of several images, each scorer's views of a group of them made by one
+    :meth:`~refbench.Scorer.prepare_many` call (a scorer may share work across images); groups of
+    at most :data:`PREPARE_PIXELS` pixels (or one image)."""
+    out: list[Prepared] = []
+    group: list[ImageItem] = []
+    pixels = 0
+    for item in items:
+        if group and pixels + item.width * item.height > PREPARE_PIXELS:
+            out += _prepare_group(group, boxes, image_methods)
+            group, pixels = [], 0
+        group.append(item)
+        pixels += item.width * item.height
+    return out + (_prepare_group(group, boxes, image_methods) if group else [])
+
+
+def _prepare_group(items: Sequence[ImageItem], boxes: dict[int, list[Box]], image_methods: Sequence[Method]) -> list[Prepared]:
+    """One group of :func:`prepare_many`."""
     ps = [Prepared(item, boxes[item.image_id]) for item in items]
     images: dict[int, Image.Image] = {}
 
@@ -120,14 +140,14 @@ def chunk_of(items: Sequence[ImageItem], boxes: dict[int, list[Box]], view_metho
     and the error, as preparing them one at a time gives them."""
     try:
         return [seal(prepare_many(items, boxes, view_methods), view_methods)]
-    except RefbenchError as exc:
+    except RefbenchError:
         done: list[Prepared] = []
         for item in items:
             try:
                 done.append(prepare(item, boxes[item.image_id], view_methods))
             except RefbenchError as first:  # travels to the main process as a value, message intact
                 return ([seal(done, view_methods)] if done else []) + [Chunk([], error=first)]
-        return [Chunk([], error=exc)]
+        return [seal(done, view_methods)]  # only the joint preparation failed: the images one at a time stand
 
 
 def build_chunks(items: Iterable[ImageItem], boxes: dict[int, list[Box]], view_methods: Sequence[Method],

@@ -156,9 +156,11 @@ class ClipScorer(EmbeddingScorer):
         """:meth:`prepare` of several images. Exact views drawn within their boxes have every image's
         windows drawn in one batch (:meth:`ExactViews.write_many`); resized views, every image's of
         one scale (each image resized and cropped to the model's input: the same size)."""
-        if self.options.views == "resized" and prompter is not None and prompter.renders_resized:
+        if type(self).prepare is not ClipScorer.prepare or prompter is None:  # a subclass's own views
+            return super().prepare_many(images, boxes, prompter)
+        if self.options.views == "resized" and prompter.renders_resized:
             return self._resized_many(images, boxes, prompter)
-        if not (self.options.views == "exact" and prompter is not None and prompter.draws_within_box is not None):
+        if not (self.options.views == "exact" and prompter.draws_within_box is not None):
             return super().prepare_many(images, boxes, prompter)
         outs = [torch.empty((len(b), 3, self.size, self.size), dtype=torch.uint8) for b in boxes]
         rgb = [k for k, image in enumerate(images) if image.mode == "RGB"]
