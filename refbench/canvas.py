@@ -114,10 +114,12 @@ class Canvas:
         import torch
 
         n = len(self.index)
-        for side in self.size:
-            if isinstance(side, torch.Tensor) and side.dim() and len(side) not in (1, n):
-                raise ValueError(f"a canvas of {n} views has a size of {len(side)}: narrow canvas.size with its boxes "
-                                 "(e.g. dataclasses.replace(canvas, boxes=b[keep], index=i[keep], size=(w[keep], h[keep])))")
+        fields = {"boxes": self.boxes, "size": next((s for s in self.size if isinstance(s, torch.Tensor) and s.dim() and len(s) != 1), None),
+                  "origin": self.origin, "masks": self.masks}
+        for name, value in fields.items():
+            if value is not None and len(value) != n:
+                raise ValueError(f"a canvas of {n} views has {len(value)} rows of {name}: narrow every per-view field "
+                                 "together (dataclasses.replace(canvas, boxes=..., index=..., size=..., origin=..., masks=...))")
         self.size = tuple(side.to(self.device, torch.int64).expand(n) if isinstance(side, torch.Tensor)
                           else torch.full((n,), int(side), dtype=torch.int64, device=self.device) for side in self.size)
 

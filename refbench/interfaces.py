@@ -104,7 +104,8 @@ class Scorer(Component, ABC):
     def prepare_many(self, images: Sequence[Image.Image], boxes: Sequence[Sequence[Box]],
                      prompter: Prompter | None) -> list[Any]:
         """:meth:`prepare` of several images (``boxes[k]`` on ``images[k]``), one result per image, each
-        what :meth:`prepare` returns for it. The runner prepares a chunk's images with one call, so a
+        what :meth:`prepare` returns for it. The runner prepares a chunk's images with one call per
+        group of them (at most ``refbench.run.prepare.PREPARE_PIXELS`` decoded pixels), so a
         scorer may share work across them (the clip scorer draws its exact views' windows in one
         batch). By default, image by image."""
         return [self.prepare(image, b, prompter) for image, b in zip(images, boxes)]

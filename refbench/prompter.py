@@ -184,6 +184,9 @@ class Prompter(Component, ABC):
         if not self.renders_resized:
             raise RefbenchError(f"prompter {type(self).__name__} draws only on the full image",
                                 "use the scorer's exact views (views: exact)")
+        if len({image.shape for image in images}) > 1:
+            raise RefbenchError(f"render_resized_many got images of {len({i.shape for i in images})} sizes",
+                                "draw images of one size together (each resized to the model's input)")
         if type(self).render_resized is not Prompter.render_resized:
             views = [self.render_resized(image, b, scale) for image, b in zip(images, boxes)]
             joined = np.concatenate(views) if views else np.empty((0, 0, 0, 3), np.uint8)
@@ -201,9 +204,6 @@ class Prompter(Component, ABC):
                                 "use the scorer's exact views (views: exact)")
         import torch
 
-        if len({image.shape for image in images}) > 1:
-            raise RefbenchError(f"render_resized_many got images of {len({i.shape for i in images})} sizes",
-                                "draw images of one size together (each resized to the model's input)")
         # channels first, once, writable: each view then copies its image plainly
         pixels = np.empty((len(images), 3, *images[0].shape[:2]), np.uint8) if images else np.empty((0, 3, 0, 0), np.uint8)
         for k, image in enumerate(images):

@@ -141,8 +141,15 @@ def test_a_chunk_is_prepared_together_and_a_bad_image_keeps_the_ones_before_it(d
     (kept,) = build_chunks(items, boxes, bench.methods, 10_000)
     assert kept.error is None and torch.equal(kept.views["clip"], torch.cat(alone))
 
-    monkeypatch.setattr(ClipScorer, "prepare_many", many)
-    Path(items[5].path).write_bytes(b"not a jpeg")
+    # a chunk of many pixels is prepared in groups: here of 4 images (SynthRef's are 128 x 128)
+    import refbench.run.prepare
+
+    monkeypatch.setattr(refbench.run.prepare, "PREPARE_PIXELS", 4 * 128 * 128)
+    monkeypatch.setattr(ClipScorer, "prepare_many", lambda self, im, b, p: calls.append(len(im)) or many(self, im, b, p))
+    calls.clear()
+    (chunk,) = build_chunks(items, boxes, bench.methods, 10_000)
+    assert calls == [4, 4, 4] and torch.equal(chunk.views["clip"], torch.cat(alone))
+    Path(items[5].path).write_bytes(b"not a jpeg")  # in the second group
     before, failed = build_chunks(items, boxes, bench.methods, 10_000)
     assert [p.item.image_id for p in before.images] == [item.image_id for item in items[:5]]
     assert torch.equal(before.views["clip"], torch.cat(alone[:5]))

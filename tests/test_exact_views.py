@@ -367,3 +367,18 @@ def test_resized_views_of_several_images_are_each_prepared_alone():
         together = scorer.prepare_many(images, boxes, prompter)
         for image, b, views in zip(images, boxes, together):
             assert views.shape == (len(b), 3, 64, 64) and torch.equal(views, scorer.prepare(image, b, prompter))
+
+
+def test_a_scorer_with_its_own_prepare_keeps_it_for_several_images():
+    """A subclass of the clip scorer that draws its own views (overrides ``prepare``) gets them from
+    ``prepare_many`` too, for exact and resized views."""
+
+    class Blank(ClipScorer):
+        def prepare(self, image, boxes, prompter):
+            return torch.full((len(boxes), 3, self.size, self.size), 7, dtype=torch.uint8)
+
+    images = [Image.new("RGB", (80, 60), (10, 20, 30)), Image.new("RGB", (60, 80), (40, 50, 60))]
+    boxes = [[Box(5, 5, 20, 20)], [Box(1, 2, 30, 30), Box(10, 10, 5, 5)]]
+    for views in ("exact", "resized"):
+        got = Blank(Blank.Options(arch="synth-rn", views=views)).prepare_many(images, boxes, Shade())
+        assert [tuple(v.shape) for v in got] == [(1, 3, 64, 64), (2, 3, 64, 64)] and all(bool((v == 7).all()) for v in got)
