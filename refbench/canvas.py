@@ -114,9 +114,9 @@ class Canvas:
         import torch
 
         n = len(self.index)
-        fields = {"boxes": self.boxes, "size": next((s for s in self.size if isinstance(s, torch.Tensor) and s.dim() and len(s) != 1), None),
-                  "origin": self.origin, "masks": self.masks}
-        for name, value in fields.items():
+        per_view = [("boxes", self.boxes), ("origin", self.origin), ("masks", self.masks)]
+        per_view += [("size", side) for side in self.size if isinstance(side, torch.Tensor) and side.dim() and len(side) != 1]
+        for name, value in per_view:
             if value is not None and len(value) != n:
                 raise ValueError(f"a canvas of {n} views has {len(value)} rows of {name}: narrow every per-view field "
                                  "together (dataclasses.replace(canvas, boxes=..., index=..., size=..., origin=..., masks=...))")
