@@ -87,7 +87,7 @@ def test_run_json_records_the_model_the_rule_and_the_declared_frame(runs, tiny):
     record = json.loads((run_dir(runs[4]) / "run.json").read_text())
     gd, owl = record["methods"]["grounding_dino"], record["methods"]["owlv2"]
     assert gd["model"] == str(tiny["grounding_dino"]) and gd["batch_size"] == 4 and gd["threshold"] == 0.0
-    assert gd["choice"] == "the highest-scoring box" and gd["query"] == "{phrase}."
+    assert gd["choice"] == "score" and gd["choice_rule"] == "the highest-scoring box" and gd["query"] == "{phrase}."
     assert gd["box_format"] == {"box_format": "xyxy", "scale": "normalised", "order": "xy", "relative_to": "original"}
     assert owl["box_format"]["relative_to"] == "letterboxed" and owl["box_format"]["letterbox"] == "top_left"
     assert gd["config_sha256"] and gd["weights"]["model.safetensors"]["bytes"] > 0 and gd["precision"] == "float32"
@@ -120,6 +120,40 @@ def test_a_best_box_under_the_threshold_is_no_answer(tiny, synth_root, tmp_path)
     assert main(["run", str(tmp_path / "b.yaml"), "--results", str(tmp_path / "r"), "-q"]) == 0
     records = journal(tmp_path / "r")
     assert records and all(r["box"] == [] and r["problem"] == "below_threshold" for r in records)
+
+
+def test_choice_largest_answers_with_the_largest_box_above_the_threshold(tiny, synth_root, tmp_path):
+    """The same model and threshold under both choice rules: the same phrases answered (a box above the
+    threshold exists for both or neither), each largest answer at least as large as the top-scoring
+    one and some larger, and run.json recording each rule."""
+    specs = {f"gd-{rule}": {"plugin": "grounding_dino", "model": str(tiny["grounding_dino"]), "threshold": 0.9,
+                            "choice": rule} for rule in ("score", "largest")}
+    (tmp_path / "b.yaml").write_text(config(synth_root, specs) + "\nrunner: {limit: 12}\n")
+    assert main(["run", str(tmp_path / "b.yaml"), "--results", str(tmp_path / "r"), "-q"]) == 0
+    by = collections.defaultdict(dict)
+    for r in journal(tmp_path / "r"):
+        by[r["sent_id"]][r["method"]] = r
+    area = lambda r: r["box"][2] * r["box"][3]  # noqa: E731
+    answered = larger = 0
+    for pair in by.values():
+        score, largest = pair["gd-score"], pair["gd-largest"]
+        assert bool(score["box"]) == bool(largest["box"])
+        if score["box"]:
+            answered += 1
+            assert area(largest) >= area(score) - 1e-6 and float(largest["raw"].split()[1]) > 0.9
+            larger += area(largest) > area(score) + 1e-6
+    assert answered and larger, (answered, larger)
+    methods = json.loads((run_dir(tmp_path / "r") / "run.json").read_text())["methods"]
+    assert methods["gd-largest"]["choice"] == "largest" and methods["gd-largest"]["threshold"] == 0.9
+    assert methods["gd-largest"]["choice_rule"] == "the largest box scoring above the threshold"
+
+
+def test_choice_largest_without_a_threshold_is_one_line(tiny, synth_root, tmp_path, capsys):
+    spec = {"plugin": "owlv2", "model": str(tiny["owlv2"]), "choice": "largest"}
+    (tmp_path / "b.yaml").write_text(config(synth_root, {"m": spec}))
+    assert main(["run", str(tmp_path / "b.yaml"), "--results", str(tmp_path / "r"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "choice: largest needs a threshold above 0" in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
 @pytest.mark.parametrize("plugin, folder, line", [

@@ -16,17 +16,19 @@ the family's declared :class:`refbench.BoxFormat` maps to pixels of the original
   ``_scale_boxes`` multiplies both axes by it (transformers PR #30686 fixed older versions that did
   not). Declared here as a top-left letterbox of input size (side, side).
 
-The answer is the highest-scoring box; with ``threshold`` above 0 a best box scoring below it is no
-answer (``below_threshold``, a miss). Boxes are clipped to the image before decoding, as detectors'
+The answer is the highest-scoring box (``choice: score``, the rule of Grounding DINO's REC
+evaluation, IDEA-Research/GroundingDINO issue #44), or the largest of the boxes scoring above
+``threshold`` (``choice: largest``, for phrases that name a group). With ``threshold`` above 0, a
+phrase whose boxes all score at or below it has no answer (``below_threshold``, a miss). Boxes are clipped to the image before decoding, as detectors'
 own post-processing does. The journal keeps each answer's score and normalised box as its raw text.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Hashable, Sequence
+from typing import Any, ClassVar, Hashable, Literal, Sequence
 
 from PIL import Image
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from refbench import Answer, BoxFormat, ImageItem
 
@@ -37,7 +39,15 @@ from .hub import ModelOptions, load, load_processor
 class DetectorOptions(ModelOptions):
     """Options of the open-vocabulary detector grounders."""
 
-    threshold: float = Field(0.0, ge=0.0, le=1.0, description="a best box scoring at or below this is no answer (a miss); 0: the best box always answers")
+    threshold: float = Field(0.0, ge=0.0, le=1.0, description="boxes scoring at or below this never answer; none left: a miss. 0: every box may")
+    choice: Literal["score", "largest"] = Field("score", description=(
+        "which box answers: score, the highest-scoring; largest, the largest of those scoring above threshold"))
+
+    @model_validator(mode="after")
+    def _largest_needs_a_threshold(self) -> "DetectorOptions":
+        if self.choice == "largest" and self.threshold == 0:
+            raise ValueError("choice: largest needs a threshold above 0 (with 0 every one of the model's boxes qualifies)")
+        return self
 
 
 class DetectorGrounder(ModelGrounder):
@@ -45,8 +55,9 @@ class DetectorGrounder(ModelGrounder):
 
     Options = DetectorOptions
 
-    #: the choice rule, as run.json records it
-    choice: ClassVar[str] = "the highest-scoring box"
+    #: each choice rule in words, as run.json records it
+    CHOICES: ClassVar[dict[str, str]] = {"score": "the highest-scoring box",
+                                         "largest": "the largest box scoring above the threshold"}
     #: the input frame's size, as run.json records it, when boxes are relative to an input
     input_frame: ClassVar[str | None] = None
 
@@ -81,23 +92,27 @@ class DetectorGrounder(ModelGrounder):
         with torch.inference_mode():
             outputs = self.model(**inputs)
         found = self.detections(outputs, inputs)
-        threshold = self.options.threshold  # type: ignore[attr-defined]
+        o = self.options
         answers = []
         for image, got in zip(images, found):
             scores, boxes = got["scores"].float().cpu(), got["boxes"].float().cpu()
             if len(scores) == 0:
                 answers.append(Answer(None, raw="no box", problem="no_box"))
                 continue
+            form, (right, bottom) = self.frame(*image.size)
+            # clipped to the image, as detectors' own post-processing does
+            clipped = torch.stack([boxes[:, 0].clamp(0, right), boxes[:, 1].clamp(0, bottom),
+                                   boxes[:, 2].clamp(0, right), boxes[:, 3].clamp(0, bottom)], 1)
             best = int(scores.argmax())
-            score, values = float(scores[best]), [float(v) for v in boxes[best]]
-            raw = f"score {score:.4f} box [" + ", ".join(f"{v:.4f}" for v in values) + "]"
-            if score <= threshold:
+            if o.choice == "largest" and bool((scores > o.threshold).any()):  # type: ignore[attr-defined]
+                area = (clipped[:, 2] - clipped[:, 0]).clamp(min=0) * (clipped[:, 3] - clipped[:, 1]).clamp(min=0)
+                best = int(torch.where(scores > o.threshold, area, -1.0).argmax())  # type: ignore[attr-defined]
+            score = float(scores[best])
+            raw = f"score {score:.4f} box [" + ", ".join(f"{float(v):.4f}" for v in boxes[best]) + "]"  # as the model gave it
+            if score <= o.threshold:  # type: ignore[attr-defined]
                 answers.append(Answer(None, raw=raw, problem="below_threshold"))
                 continue
-            form, (right, bottom) = self.frame(*image.size)
-            x1, y1, x2, y2 = values
-            clipped = [min(max(x1, 0.0), right), min(max(y1, 0.0), bottom), min(max(x2, 0.0), right), min(max(y2, 0.0), bottom)]
-            box = form.decode(clipped, *image.size)
+            box = form.decode([float(v) for v in clipped[best]], *image.size)
             answers.append(Answer(None, raw=raw, problem=box) if isinstance(box, str) else Answer(box, raw=raw))
         return answers
 
@@ -106,7 +121,8 @@ class DetectorGrounder(ModelGrounder):
         if self.input_frame is not None:
             declared["input_size"] = self.input_frame
         return {**super().describe(), "threshold": self.options.threshold,  # type: ignore[attr-defined]
-                "choice": self.choice, "box_format": declared, "query": self.query("{phrase}")}
+                "choice": self.options.choice, "choice_rule": self.CHOICES[self.options.choice],  # type: ignore[attr-defined]
+                "box_format": declared, "query": self.query("{phrase}")}
 
 
 class GroundingDino(DetectorGrounder):
