@@ -88,6 +88,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 INSTALL_CHROMIUM = "apt-get install chromium (Debian/Ubuntu; .ci/run installs it)"
 
+#: each browser test's node id and outcome, for the summary at the end of the run
+_BROWSER_TESTS: dict[str, str] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _BROWSER_TESTS.update({item.nodeid: "not run" for item in session.items if "chromium" in getattr(item, "fixturenames", ())})
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.nodeid in _BROWSER_TESTS and (report.when == "call" or not report.passed):
+        _BROWSER_TESTS[report.nodeid] = report.outcome
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """One line per browser test and its outcome, so a log (CI's) shows the pages were opened in a
+    browser, not skipped."""
+    if not _BROWSER_TESTS:
+        return
+    path = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    terminalreporter.write_sep("-", f"browser tests ({path or 'no Chromium on PATH'})")
+    for nodeid, outcome in _BROWSER_TESTS.items():
+        terminalreporter.write_line(f"{outcome.upper()} {nodeid}")
+
 
 @pytest.fixture(scope="session")
 def chromium() -> str:

@@ -2,6 +2,7 @@
 and plugin-free; listing plugins imports no model code."""
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +139,18 @@ def test_plugin_modules_are_small():
     """A plugin module over 300 lines holds more than one concern: split it."""
     long = {str(p.relative_to(REPO)): n for p in sources(OUTSIDE) if (n := len(p.read_text().splitlines())) > 300}
     assert long == {}
+
+
+def test_refbench_plugins_lists_every_live_model_component():
+    """`refbench plugins --strict` lists the live_models distribution's 11 components (9 grounders, the
+    torchvision detector and SAM proposers), each with its kind, plugin and package, and every one's module installed."""
+    out = subprocess.run([sys.executable, "-m", "refbench", "plugins", "--wide", "--strict"], capture_output=True,
+                         text=True, cwd=REPO, env={**os.environ, "COLUMNS": "250"})
+    assert out.returncode == 0, out.stderr
+    rows = {cells[1]: cells for line in out.stdout.splitlines()
+            if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) >= 5}
+    grounders = ["endpoint", "grounding_dino", "owlv2", "qwen2_vl", "qwen2_5_vl", "paligemma", "florence2", "kosmos2", "internvl"]
+    expected = {**{g: "grounder" for g in grounders}, "torchvision_detector": "proposer", "sam_masks": "proposer"}
+    for name, kind in expected.items():
+        assert name in rows, f"{name} is not listed"
+        assert rows[name][0] == kind and rows[name][2] == "live_models" and rows[name][3] == "refbench-live-models"

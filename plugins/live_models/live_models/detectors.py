@@ -126,7 +126,7 @@ class DetectorGrounder(ModelGrounder):
 
 
 class GroundingDino(DetectorGrounder):
-    """Grounding DINO or MM-Grounding-DINO: the phrase, lower-cased and ending in ".", as the query; the best box answers."""
+    """Grounding DINO or MM-Grounding-DINO: the phrase, lower-cased and ending in ".", as the query; one box answers (choice)."""
 
     plugin = "grounding_dino"
     model_types = ("grounding-dino", "mm-grounding-dino")
@@ -147,7 +147,7 @@ class GroundingDino(DetectorGrounder):
 
 
 class Owlv2(DetectorGrounder):
-    """OWLv2: the phrase as its image's one text query; the highest-scoring box answers."""
+    """OWLv2: the phrase as its image's one text query; one box answers (choice)."""
 
     plugin = "owlv2"
     model_types = ("owlv2",)
