@@ -1,7 +1,9 @@
 """Views of every visual prompt, compared pixel by pixel between this checkout and another revision.
 
-Each prompt is drawn on SynthRef testA images with their detections through every path the
-prompter has (the full image, the image resized to 64 px, windows around the boxes, and the
+Each prompt of the zoo (green_shade in both styles, crop, blur, cpt_shade, red_circle,
+grayscale_outside, and the mask prompts mask_shade, blur_reverse_mask and
+grayscale_reverse_mask, given the detections' masks) is drawn on SynthRef testA images with their
+detections through every path the prompter has (the full image, the image resized to 64 px, windows around the boxes, and the
 batched tensor path; where the checkout has them, the windows and resized views of all the images
 drawn together, as the runner's chunks draw them), in a separate process per checkout, and the
 arrays are compared:
@@ -10,6 +12,8 @@ arrays are compared:
     python benchmarks/prompt_agreement.py --before /tmp/before --data data/synthref
 
 It prints, per prompt and path, the views compared and the share of identical views and pixels.
+A prompt that draws only its reference views (the mask prompts, green_shade's seed style) has the
+``full`` path alone.
 Windows are compared with the other revision's full views cut to the same windows.
 """
 
@@ -26,7 +30,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-PROMPTS = ["green_shade", "blur", "cpt_shade", "red_circle", "grayscale_outside"]
+#: label: the prompter's block
+PROMPTS = {name: {"plugin": name} for name in ["green_shade", "crop", "blur", "cpt_shade", "red_circle", "grayscale_outside",
+                                               "mask_shade", "blur_reverse_mask", "grayscale_reverse_mask"]}
+PROMPTS["green_shade_seed"] = {"plugin": "green_shade", "style": "seed"}
 
 # run in each checkout's own process: draws every path and saves the arrays
 DRAW = r"""
@@ -36,18 +43,21 @@ from PIL import Image
 from refbench import Box
 from refbench.plugins import registry
 root, out, images = sys.argv[1], sys.argv[2], int(sys.argv[3])
-dets = json.load(open(f"{root}/dets/synthref_unc_dets.json"))
+dets = json.load(open(f"{root}/dets/synthref_unc_masks.json"))  # the detections, each with its mask
 refs = {}
 for d in dets:
-    refs.setdefault(d["image_id"], []).append(Box(*d["box"]))
+    rle = {"size": d["rle"]["size"], "counts": d["rle"]["counts"].encode()}
+    refs.setdefault(d["image_id"], []).append(Box(*d["box"], mask=rle))
 ids = sorted(refs)[:images]
 arrays, many = {}, []
-for name in %(prompts)s:
-    prompter = registry().build("prompter", {"plugin": name}, name)
+for name, spec in %(prompts)s.items():
+    prompter = registry().build("prompter", spec, name)
     for image_id in ids:
         image = Image.open(f"{root}/images/synthref_{image_id:012d}.jpg").convert("RGB")
         boxes = refs[image_id]
-        arrays[f"{name}/full/{image_id}"] = np.stack([np.asarray(v) for v in prompter.render(image, boxes)])
+        full = [np.asarray(v) for v in prompter.render(image, boxes)]  # crop's views are of the boxes' sizes
+        for k, view in enumerate(full):
+            arrays[f"{name}/full/{image_id}/{k}"] = view
         if prompter.renders_resized:
             small = np.asarray(image.resize((64, 64), Image.BICUBIC))
             s = 64 / image.width
@@ -56,9 +66,9 @@ for name in %(prompts)s:
         windows = [(max(int(b.x) - 2, 0), max(int(b.y) - 2, 0), min(int(b.x + b.w) + 3, image.width),
                     min(int(b.y + b.h) + 3, image.height)) for b in boxes]
         windows = [w if w[0] < w[2] and w[1] < w[3] else (0, 0, 1, 1) for w in windows]
-        full = arrays[f"{name}/full/{image_id}"]
         for k, (x0, y0, x1, y1) in enumerate(windows):  # the full views cut: what windows must equal
-            arrays[f"{name}/cut/{image_id}/{k}"] = full[k, y0:y1, x0:x1]
+            if full[k].shape[:2] == (image.height, image.width):
+                arrays[f"{name}/cut/{image_id}/{k}"] = full[k][y0:y1, x0:x1]
         if prompter.draws_within_box is not None:
             for k, patch in enumerate(prompter.render_windows(image, boxes, windows)):
                 arrays[f"{name}/windows/{image_id}/{k}"] = patch
@@ -93,7 +103,7 @@ np.savez_compressed(out, **arrays)
 def draw(checkout: Path, data: Path, out: Path, images: int) -> None:
     paths = [checkout, *(checkout / "plugins" / p for p in ("clip_shaded", "visual_prompts"))]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths))}
-    code = DRAW % {"prompts": json.dumps(PROMPTS)}
+    code = DRAW % {"prompts": repr(PROMPTS)}
     subprocess.run([sys.executable, "-c", code, str(data), str(out), str(images)], env=env, check=True, cwd=checkout)
 
 
@@ -125,11 +135,11 @@ def main() -> None:
             row[1] += int(same.reshape(len(a), -1).all(1).sum())
             row[2] += same.size
             row[3] += int(same.sum())
-    print(f"{'prompt':<18} {'path':<12} {'views':>6} {'identical views':>16} {'identical pixels':>17} {'not there':>12}")
+    print(f"{'prompt':<22} {'path':<12} {'views':>6} {'identical views':>16} {'identical pixels':>17} {'not there':>12}")
     for (name, path), (views, same_views, pixels, same_pixels, missing) in sorted(rows.items()):
         share = f"{100 * same_views / views:.2f}%" if views else "-"
         pix = f"{100 * same_pixels / pixels:.4f}%" if pixels else "-"
-        print(f"{name:<18} {path:<12} {views:>6} {share:>16} {pix:>17} {missing:>12}")
+        print(f"{name:<22} {path:<12} {views:>6} {share:>16} {pix:>17} {missing:>12}")
 
 
 if __name__ == "__main__":

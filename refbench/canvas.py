@@ -95,7 +95,6 @@ class Canvas:
     as they are. ``scale``: this image's size over the original's
     (1 on the full image); strokes sized in pixels scale by it. ``origin``: int64 ``[N, 2]``, each
     view's top-left ``(x, y)`` in the whole image when the images are windows of it, else None.
-    ``masks``: bool ``[N, 1, h, w]``, each box's mask on its view, when the prompter needs masks.
     """
 
     images: torch.Tensor
@@ -104,7 +103,6 @@ class Canvas:
     size: tuple[torch.Tensor, torch.Tensor]
     scale: float = 1.0
     origin: torch.Tensor | None = None
-    masks: torch.Tensor | None = None
     #: where the first :attr:`views` are copied to (a ``[N, 3, h, w]`` uint8 buffer the caller returns),
     #: instead of a new tensor
     out: torch.Tensor | None = field(default=None, repr=False)
@@ -114,12 +112,12 @@ class Canvas:
         import torch
 
         n = len(self.index)
-        per_view = [("boxes", self.boxes), ("origin", self.origin), ("masks", self.masks)]
+        per_view = [("boxes", self.boxes), ("origin", self.origin)]
         per_view += [("size", side) for side in self.size if isinstance(side, torch.Tensor) and side.dim() and len(side) != 1]
         for name, value in per_view:
             if value is not None and len(value) != n:
                 raise ValueError(f"a canvas of {n} views has {len(value)} rows of {name}: narrow every per-view field "
-                                 "together (dataclasses.replace(canvas, boxes=..., index=..., size=..., origin=..., masks=...))")
+                                 "together (dataclasses.replace(canvas, boxes=..., index=..., size=..., origin=...))")
         self.size = tuple(side.to(self.device, torch.int64).expand(n) if isinstance(side, torch.Tensor)
                           else torch.full((n,), int(side), dtype=torch.int64, device=self.device) for side in self.size)
 
