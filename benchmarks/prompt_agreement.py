@@ -3,17 +3,17 @@
 Each prompt of the zoo (green_shade in both styles, crop, blur, cpt_shade, red_circle,
 grayscale_outside, and the mask prompts mask_shade, blur_reverse_mask and
 grayscale_reverse_mask, given the detections' masks) is drawn on SynthRef testA images with their
-detections through every path the prompter has (the full image, the image resized to 64 px, windows around the boxes, and the
-batched tensor path; where the checkout has them, the windows and resized views of all the images
-drawn together, as the runner's chunks draw them), in a separate process per checkout, and the
-arrays are compared:
+detections through every path the prompter has (the full image, the image resized to 64 px,
+windows around the boxes, and the batched tensor path; where the checkout has them, the windows
+and resized views of all the images drawn together, as the runner's chunks draw them), in a
+separate process per checkout, and the arrays are compared:
 
     git worktree add /tmp/before <revision>
     python benchmarks/prompt_agreement.py --before /tmp/before --data data/synthref
 
 It prints, per prompt and path, the views compared and the share of identical views and pixels.
-A prompt that draws only its reference views (the mask prompts, green_shade's seed style) has the
-``full`` path alone.
+A prompt that draws only its reference views (crop, the mask prompts, green_shade's seed style)
+has the ``full`` path alone.
 Windows are compared with the other revision's full views cut to the same windows.
 """
 

@@ -88,6 +88,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 INSTALL_CHROMIUM = "apt-get install chromium (Debian/Ubuntu; .ci/run installs it)"
 
+
+def _chromium_path() -> str | None:
+    """The first Chromium on PATH, or None."""
+    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
 #: each browser test's node id and outcome, for the summary at the end of the run
 _BROWSER_TESTS: dict[str, str] = {}
 
@@ -98,7 +104,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.nodeid in _BROWSER_TESTS and (report.when == "call" or not report.passed):
-        _BROWSER_TESTS[report.nodeid] = report.outcome
+        # a failure outside the test's call is an error, as pytest's own summary says
+        _BROWSER_TESTS[report.nodeid] = "error" if report.failed and report.when != "call" else report.outcome
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -106,7 +113,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     browser, not skipped."""
     if not _BROWSER_TESTS:
         return
-    path = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    path = _chromium_path()
     terminalreporter.write_sep("-", f"browser tests ({path or 'no Chromium on PATH'})")
     for nodeid, outcome in _BROWSER_TESTS.items():
         terminalreporter.write_line(f"{outcome.upper()} {nodeid}")
@@ -117,7 +124,7 @@ def chromium() -> str:
     """Chromium's path, for the tests that open refbench's pages in a real browser. Where there is
     none the test skips loudly, naming the install command; with REFBENCH_REQUIRE_BROWSER set (as CI
     sets it) it fails instead."""
-    path = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    path = _chromium_path()
     if path:
         return path
     message = f"no Chromium on PATH, so the page is not opened in a browser: {INSTALL_CHROMIUM}"

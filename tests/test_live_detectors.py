@@ -140,7 +140,7 @@ def test_choice_largest_answers_with_the_largest_box_above_the_threshold(tiny, s
         assert bool(score["box"]) == bool(largest["box"])
         if score["box"]:
             answered += 1
-            assert area(largest) >= area(score) - 1e-6 and float(largest["raw"].split()[1]) > 0.9
+            assert area(largest) >= area(score) - 1e-6 and float(largest["raw"].split()[1]) >= 0.9  # 4 decimals
             larger += area(largest) > area(score) + 1e-6
     assert answered and larger, (answered, larger)
     methods = json.loads((run_dir(tmp_path / "r") / "run.json").read_text())["methods"]

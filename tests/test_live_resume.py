@@ -31,27 +31,30 @@ def test_kill_minus_nine_mid_run_then_rerun_equals_uninterrupted(tmp_path):
 
     killed = tmp_path / "killed"
     proc = start(cfg, killed)
-    journal = None
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        runs = list(killed.glob("*/predictions.jsonl"))
-        if runs and len(runs[0].read_bytes().splitlines()) >= 40:
-            journal = runs[0]
-            break
-        time.sleep(0.01)
-    assert journal is not None and proc.poll() is None, "the run finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        journal = None
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None:
+            runs = list(killed.glob("*/predictions.jsonl"))
+            if runs and len(runs[0].read_bytes().splitlines()) >= 40:
+                journal = runs[0]
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        assert journal is not None, "the journal did not reach 40 answers within 180 s"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the run's reader processes, if they still live
+        except ProcessLookupError:
+            pass
     run_dir = journal.parent
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
     kept = len(journal.read_text().splitlines())
 
     again = start(cfg, killed)
     _, err = again.communicate(timeout=300)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the orphaned reader, if it still lives
-    except ProcessLookupError:
-        pass
     assert again.returncode == 0, err
     assert "resuming run" in err
     resumed = json.loads((run_dir / "run.json").read_text())
@@ -62,8 +65,7 @@ def test_kill_minus_nine_mid_run_then_rerun_equals_uninterrupted(tmp_path):
     assert clean.returncode == 0, err
     (clean_dir,) = (tmp_path / "clean").iterdir()
     reference = json.loads((clean_dir / "run.json").read_text())
-    assert resumed["metrics"] == reference["metrics"]
-    assert resumed.get("misses") == reference.get("misses")
+    assert resumed["metrics"] == reference["metrics"]  # each method's misses among them
 
     def answers(path):
         rows = [json.loads(x) for x in path.read_text().splitlines()]

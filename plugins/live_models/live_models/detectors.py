@@ -1,4 +1,4 @@
-"""Open-vocabulary detectors as grounders: the phrase is the text query, the best-scoring box the answer.
+"""Open-vocabulary detectors as grounders: the phrase is the text query, one of its boxes the answer.
 
 Both run through transformers' ``AutoModelForZeroShotObjectDetection`` and the processor's own
 ``post_process_grounded_object_detection``, asked for normalised boxes (no ``target_sizes``), which
@@ -19,8 +19,9 @@ the family's declared :class:`refbench.BoxFormat` maps to pixels of the original
 The answer is the highest-scoring box (``choice: score``, the rule of Grounding DINO's REC
 evaluation, IDEA-Research/GroundingDINO issue #44), or the largest of the boxes scoring above
 ``threshold`` (``choice: largest``, for phrases that name a group). With ``threshold`` above 0, a
-phrase whose boxes all score at or below it has no answer (``below_threshold``, a miss). Boxes are clipped to the image before decoding, as detectors'
-own post-processing does. The journal keeps each answer's score and normalised box as its raw text.
+phrase whose boxes all score at or below it has no answer (``below_threshold``, a miss). Boxes
+are clipped to the image before decoding, as detectors' own post-processing does. The journal
+keeps each answer's score and normalised box, as the model gave it, as its raw text.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ class DetectorGrounder(ModelGrounder):
         o = self.options
         answers = []
         for image, got in zip(images, found):
-            scores, boxes = got["scores"].float().cpu(), got["boxes"].float().cpu()
+            # float64, so the clipped corners are the image's own edges, as Python floats give them
+            scores, boxes = got["scores"].float().cpu(), got["boxes"].double().cpu()
             if len(scores) == 0:
                 answers.append(Answer(None, raw="no box", problem="no_box"))
                 continue
@@ -106,7 +108,9 @@ class DetectorGrounder(ModelGrounder):
             best = int(scores.argmax())
             if o.choice == "largest" and bool((scores > o.threshold).any()):  # type: ignore[attr-defined]
                 area = (clipped[:, 2] - clipped[:, 0]).clamp(min=0) * (clipped[:, 3] - clipped[:, 1]).clamp(min=0)
-                best = int(torch.where(scores > o.threshold, area, -1.0).argmax())  # type: ignore[attr-defined]
+                area = torch.where(scores > o.threshold, area, -1.0)  # type: ignore[attr-defined]
+                # of equal areas (boxes clipped to the whole image), the highest-scoring
+                best = int(torch.where(area == area.max(), scores, -1.0).argmax())
             score = float(scores[best])
             raw = f"score {score:.4f} box [" + ", ".join(f"{float(v):.4f}" for v in boxes[best]) + "]"  # as the model gave it
             if score <= o.threshold:  # type: ignore[attr-defined]
