@@ -45,3 +45,14 @@ def test_a_public_name_without_a_docstring_is_named(tmp_path):
     import refbench
 
     assert hooks.undocumented(refbench._EXPORTS, hooks.griffe_docstring(griffe.load("refbench"))) == []
+
+
+def test_the_readme_s_prompt_is_the_example_plugin_s_code():
+    """The README's new-prompt listing is examples/refbench-outline's own code, line for line, and
+    the README stays a first-ten-minutes page (under 200 lines)."""
+    readme = (REPO / "README.md").read_text()
+    listing = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    source = (REPO / "examples" / "refbench-outline" / "refbench_outline" / "__init__.py").read_text()
+    lines = [line for line in listing.splitlines() if line.strip()]
+    assert len(lines) >= 8 and [line for line in lines if line not in source.splitlines()] == []
+    assert len(readme.splitlines()) < 200
