@@ -189,6 +189,33 @@ def test_a_model_id_not_in_the_cache_names_it_and_how_to_get_it(tmp_path, monkey
     assert "hf download IDEA-Research/grounding-dino-tiny" in caught.value.fix
 
 
+@pytest.mark.parametrize("spec, line", [
+    ({"plugin": "grounding_dino", "model": "IDEA-Research/grounding-dino-tiny"},
+     "model IDEA-Research/grounding-dino-tiny is not in the Hugging Face cache"),
+    ({"plugin": "owlv2", "model": "owlv2", "device": "cpu", "precision": "fp16"}, "fp16 on the CPU"),
+])
+def test_a_run_with_a_model_it_cannot_load_stops_in_one_line_and_loses_nothing(spec, line, tiny, synth_root, tmp_path,
+                                                                             monkeypatch, capsys):
+    """A model id not in the (offline) cache, and a precision the CPU cannot run: `refbench run` exits 2
+    with one line naming the problem and the fix, and a finished run in the results folder is untouched."""
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    results = tmp_path / "r"
+    (tmp_path / "good.yaml").write_text(config(synth_root, {"gd": {"plugin": "grounding_dino", "model": str(tiny["grounding_dino"])}})
+                                        + "\nrunner: {limit: 2}\n")
+    assert main(["run", str(tmp_path / "good.yaml"), "--results", str(results), "-q"]) == 0
+    before = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
+    spec = {**spec, "model": str(tiny[spec["model"]]) if spec["model"] in tiny else spec["model"]}
+    (tmp_path / "bad.yaml").write_text(config(synth_root, {"m": spec}))
+    capsys.readouterr()
+    assert main(["run", str(tmp_path / "bad.yaml"), "--results", str(results), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and line in err, err
+    assert {p: p.read_bytes() for p in before} == before and sorted(p for p in results.rglob("*") if p.is_file()) == sorted(before)
+
+
 def test_fp16_on_the_cpu_is_refused_before_loading(tiny):
     with pytest.raises(RefbenchError, match="fp16 on the CPU"):
         Owlv2(Owlv2.Options(model=str(tiny["owlv2"]), device="cpu", precision="fp16"))

@@ -243,3 +243,33 @@ def test_bad_input_is_one_line(weights, sam_folder, synth_root, items, tmp_path,
         export(tmp_path / "c" / "sam_masks", tmp_path / "out.json")
     assert main(["export-dets", str(tmp_path / "c"), str(tmp_path / "out.json")]) == 2
     assert "holds 2 cached proposal sets" in capsys.readouterr().err
+
+
+def test_a_run_stops_in_one_line_at_a_sam_box_outside_the_image_and_loses_nothing(sam_folder, synth_root, tmp_path,
+                                                                                    write_config, capsys):
+    """`refbench run` over SAM masks of a detections file with a box outside its image: exit 2, one line
+    naming the image, the box and the fix, no traceback; a finished run in the same results folder
+    is byte-identical afterwards."""
+    data = {"plugin": "refer", "root": str(synth_root), "dataset": "synthref", "split_by": "unc", "splits": ["testA"],
+            "images": str(synth_root / "images")}
+    everything = list(build_component("dataset", data, "dataset"))
+    bad = everything[1]
+    dets = [{"det_id": k + 1, "image_id": it.image_id, "box": [2, 3, 20, 20], "score": 0.9} for k, it in enumerate(everything)]
+    dets.append({"det_id": len(dets) + 1, "image_id": bad.image_id, "box": [bad.width - 20, 4, 40, 30], "score": 0.8})
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+
+    def bench(name: str, **options) -> Path:
+        proposer = json.dumps({"plugin": "sam_masks", "model": str(sam_folder), "cache": str(tmp_path / "c"), **options,
+                               "boxes": {"plugin": "detections", "path": str(tmp_path / "dets.json")}})
+        return write_config(bench_yaml(synth_root, "  - {id: largest, scorer: {plugin: largest}}", name=name, splits="[testA]",
+                                       proposer=proposer, extra="runner: {workers: 0, limit: 4}"), f"{name}.yaml")
+
+    results = tmp_path / "results"
+    assert main(["run", str(bench("clipped", outside="clip")), "--results", str(results), "-q"]) == 0
+    before = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["run", str(bench("outside")), "--results", str(results), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"image {bad.image_id} box 1" in err and "lies outside" in err and "outside: clip" in err
+    assert {p: p.read_bytes() for p in before} == before
