@@ -36,12 +36,12 @@ def free_port() -> int:
 class Server:
     """``python -m live_models.serve`` on 127.0.0.1, started and stopped by the test."""
 
-    def __init__(self, *flags: str, port: int | None = None) -> None:
+    def __init__(self, *flags: str, port: int | None = None, start_s: float = 20) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, "-m", "live_models.serve", "--port", str(self.port), *flags],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + start_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited: {self.proc.stderr.read()}")
@@ -51,7 +51,7 @@ class Server:
             except httpx.TransportError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError("the server did not start in 20 s")
+        raise RuntimeError(f"the server did not start in {start_s:.0f} s")
 
     def stats(self) -> dict[str, int]:
         return httpx.get(f"{self.url}/stats").json()
@@ -66,8 +66,8 @@ class Server:
 def serve():
     started: list[Server] = []
 
-    def start(*flags: str, port: int | None = None) -> Server:
-        started.append(Server(*flags, port=port))
+    def start(*flags: str, port: int | None = None, start_s: float = 20) -> Server:
+        started.append(Server(*flags, port=port, start_s=start_s))
         return started[-1]
 
     yield start
@@ -258,3 +258,27 @@ def test_bad_options_are_one_line(options, line, synth_root, tmp_path, write_con
 ])
 def test_the_generic_parser(text, values):
     assert parse_box(text) == values
+
+
+def test_a_served_tiny_qwen2_vl_answers_every_phrase_as_the_in_process_grounder_does(synth_root, serve, tmp_path, write_config):
+    """The server runs a tiny random Qwen2-VL (``--model``), as vLLM would serve a real one: every phrase
+    is sent over HTTP, answered by the model, journaled with its raw text, and decoded through the
+    declared 0-1000 format; the raw texts are what the in-process qwen2_vl grounder generates for
+    the same images and prompts (the image travels as a lossless PNG)."""
+    from live_models.tiny.qwen import build_qwen2_vl
+
+    folder = build_qwen2_vl(tmp_path / "qwen")
+    server = serve("--model", str(folder), "--served-name", "tiny-qwen2-vl", start_s=120)
+    assert run(write_config, config(synth_root, server.url, runner="limit: 3", model="tiny-qwen2-vl", max_tokens=12),
+               tmp_path / "served") == 0
+    served = journal(tmp_path / "served")
+    assert served and server.stats()["answered"] == len(served)
+    assert len({r["raw"] for r in served.values()}) > 1  # the random model's answers differ by image and phrase
+    local = bench_yaml(synth_root, f"  - {{id: vlm, ground: {{plugin: qwen2_vl, model: {folder}, max_new_tokens: 12, batch_size: 1}}}}",
+                       splits="[testA]", proposer="null", extra="runner: {limit: 3}")
+    assert run(write_config, local, tmp_path / "local", "local.yaml") == 0
+    here = journal(tmp_path / "local")
+    assert here.keys() == served.keys()
+    assert {s: r["raw"] for s, r in served.items()} == {s: r["raw"] for s, r in here.items()}
+    assert {s: (r["box"], r.get("problem")) for s, r in served.items()} == {s: (r["box"], r.get("problem")) for s, r in here.items()}
+    assert record(tmp_path / "served")["methods"]["vlm"]["model"] == "tiny-qwen2-vl"
