@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,19 +40,26 @@ class Server:
     def __init__(self, *flags: str, port: int | None = None, start_s: float = 20) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # the server's messages go to a file, which never fills up as a pipe would, and are shown if it fails to start
+        self.log = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen([sys.executable, "-m", "live_models.serve", "--port", str(self.port), *flags],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.DEVNULL, stderr=self.log, text=True)
         deadline = time.monotonic() + start_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited: {self.proc.stderr.read()}")
+                raise RuntimeError(f"the server exited: {self.messages()}")
             try:
                 if httpx.get(f"{self.url}/stats", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"the server did not start in {start_s:.0f} s")
+        raise RuntimeError(f"the server did not start in {start_s:.0f} s: {self.messages()}")
+
+    def messages(self) -> str:
+        """The last of what the server wrote to stderr."""
+        self.log.seek(0)
+        return self.log.read()[-2000:]
 
     def stats(self) -> dict[str, int]:
         return httpx.get(f"{self.url}/stats").json()
@@ -60,6 +68,7 @@ class Server:
         if self.proc.poll() is None:
             self.proc.terminate()
         self.proc.wait(10)
+        self.log.close()
 
 
 @pytest.fixture
@@ -269,8 +278,11 @@ def test_a_served_tiny_qwen2_vl_answers_every_phrase_as_the_in_process_grounder_
 
     folder = build_qwen2_vl(tmp_path / "qwen")
     server = serve("--model", str(folder), "--served-name", "tiny-qwen2-vl", start_s=120)
-    assert run(write_config, config(synth_root, server.url, runner="limit: 3", model="tiny-qwen2-vl", max_tokens=12),
-               tmp_path / "served") == 0
+    from live_models.qwen import Qwen2Vl
+
+    pattern = Qwen2Vl.pattern.pattern  # the same parser on both sides
+    assert run(write_config, config(synth_root, server.url, runner="limit: 3", model="tiny-qwen2-vl", max_tokens=12,
+                                    pattern=pattern), tmp_path / "served") == 0
     served = journal(tmp_path / "served")
     assert served and server.stats()["answered"] == len(served)
     assert len({r["raw"] for r in served.values()}) > 1  # the random model's answers differ by image and phrase

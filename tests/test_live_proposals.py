@@ -248,8 +248,8 @@ def test_bad_input_is_one_line(weights, sam_folder, synth_root, items, tmp_path,
 def test_a_run_stops_in_one_line_at_a_sam_box_outside_the_image_and_loses_nothing(sam_folder, synth_root, tmp_path,
                                                                                     write_config, capsys):
     """`refbench run` over SAM masks of a detections file with a box outside its image: exit 2, one line
-    naming the image, the box and the fix, no traceback; a finished run in the same results folder
-    is byte-identical afterwards."""
+    naming the image, the box and the fix, no traceback; the stopped run is not marked complete, and
+    a finished run in the same results folder is byte-identical afterwards."""
     data = {"plugin": "refer", "root": str(synth_root), "dataset": "synthref", "split_by": "unc", "splits": ["testA"],
             "images": str(synth_root / "images")}
     everything = list(build_component("dataset", data, "dataset"))
@@ -273,3 +273,5 @@ def test_a_run_stops_in_one_line_at_a_sam_box_outside_the_image_and_loses_nothin
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert f"image {bad.image_id} box 1" in err and "lies outside" in err and "outside: clip" in err
     assert {p: p.read_bytes() for p in before} == before
+    stopped = [json.loads(p.read_text()) for p in results.glob("*/run.json") if p not in before]
+    assert all(r["status"] != "complete" for r in stopped)

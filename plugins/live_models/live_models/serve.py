@@ -65,8 +65,12 @@ def model_answerer(folder: str, max_new_tokens_cap: int = 256) -> Callable[[Imag
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(folder)
-    model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    from .hub import quiet_progress
+
+    with quiet_progress():
+        processor = AutoProcessor.from_pretrained(folder)
+        model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    end = processor.tokenizer.eos_token_id
     lock = threading.Lock()  # one generation at a time: the model is not shared across threads
 
     def answer(image: Image.Image, text: str, max_tokens: int) -> str:
@@ -75,7 +79,10 @@ def model_answerer(folder: str, max_new_tokens_cap: int = 256) -> Callable[[Imag
         inputs = processor(images=[image], text=[prompt], return_tensors="pt")
         with lock, torch.inference_mode():
             out = model.generate(**inputs, max_new_tokens=min(max_tokens, max_new_tokens_cap), do_sample=False)
-        return processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=False)[0]
+        tokens = out[0, inputs["input_ids"].shape[1]:].tolist()
+        # the answer ends before the end-of-text token, as vLLM's does; other special tokens (a box's) stay
+        tokens = tokens[: tokens.index(end)] if end in tokens else tokens
+        return processor.tokenizer.decode(tokens, skip_special_tokens=False)
 
     return answer
 
