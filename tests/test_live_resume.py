@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 from refbench.synth import SynthSpec, generate
 
 from conftest import bench_yaml
-from test_resume import start
+from test_resume import kill_mid_run, start
 
 from live_models.tiny.detectors import build_grounding_dino
 from live_models.tiny.qwen import build_qwen2_5_vl
@@ -32,18 +31,7 @@ def test_kill_minus_nine_mid_run_then_rerun_equals_uninterrupted(tmp_path):
     killed = tmp_path / "killed"
     proc = start(cfg, killed)
     try:
-        journal = None
-        deadline = time.time() + 180
-        while time.time() < deadline and proc.poll() is None:
-            runs = list(killed.glob("*/predictions.jsonl"))
-            if runs and len(runs[0].read_bytes().splitlines()) >= 40:
-                journal = runs[0]
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, "the run finished before it could be killed"
-        assert journal is not None, "the journal did not reach 40 answers within 180 s"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        journal = kill_mid_run(proc, killed, answers=40, within_s=180)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # the run's reader processes, if they still live

@@ -24,6 +24,23 @@ def start(cfg, results):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+def kill_mid_run(proc: subprocess.Popen, results, answers: int, within_s: float):
+    """SIGKILL the run's main process once its journal holds ``answers`` lines; the journal's path."""
+    journal = None
+    deadline = time.time() + within_s
+    while time.time() < deadline and proc.poll() is None:
+        runs = list(results.glob("*/predictions.jsonl"))
+        if runs and len(runs[0].read_bytes().splitlines()) >= answers:
+            journal = runs[0]
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    assert journal is not None, f"the journal did not reach {answers} answers within {within_s:.0f} s"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return journal
+
+
 def test_kill_minus_nine_then_rerun_equals_uninterrupted(tmp_path):
     root = tmp_path / "data"
     generate(root, SynthSpec(seed=11, images={"testA": 40, "testB": 40}))
@@ -33,19 +50,9 @@ def test_kill_minus_nine_then_rerun_equals_uninterrupted(tmp_path):
 
     killed = tmp_path / "killed"
     proc = start(cfg, killed)
-    journal = None
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        runs = list(killed.glob("*/predictions.jsonl"))
-        if runs and len(runs[0].read_bytes().splitlines()) >= 30:
-            journal = runs[0]
-            break
-        time.sleep(0.01)
-    assert journal is not None and proc.poll() is None, "the run finished before it could be killed"
     # the main process only, as a crash would: its orphaned worker exits by itself within seconds (the unit test
     # test_a_forked_worker_does_not_keep_the_run_locked covers the lock it must not keep meanwhile)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    journal = kill_mid_run(proc, killed, answers=30, within_s=120)
     run_dir = journal.parent
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
     kept = len(journal.read_text().splitlines())

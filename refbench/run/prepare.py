@@ -60,20 +60,8 @@ class Chunk:
 
 def prepare(item: ImageItem, boxes: list[Box], image_methods: Sequence[Method]) -> Prepared:
     """The image's input for each method that looks at it: a scorer's prepared views and phrases
-    (when there are candidates), the decoded image for a grounder."""
-    p = Prepared(item, boxes)
-    needed = [m for m in image_methods if boxes or m.grounder is not None]
-    if needed:
-        image = load_image(item)
-        for m in needed:
-            if m.grounder is not None:
-                p.views[m.id] = image
-                continue
-            assert m.scorer is not None
-            p.views[m.id] = m.scorer.prepare(image, boxes, m.prompter)
-            if isinstance(m.scorer, EmbeddingScorer):
-                p.texts[m.id] = m.scorer.prepare_texts([r.text for r in item.refs])
-    return p
+    (when there are candidates, by :meth:`~refbench.Scorer.prepare`), the decoded image for a grounder."""
+    return _prepare_group([item], {item.image_id: boxes}, image_methods, together=False)[0]
 
 
 def seal(images: list[Prepared], view_methods: Sequence[Method]) -> Chunk:
@@ -108,8 +96,10 @@ def prepare_many(items: Sequence[ImageItem], boxes: dict[int, list[Box]], image_
     return out + (_prepare_group(group, boxes, image_methods) if group else [])
 
 
-def _prepare_group(items: Sequence[ImageItem], boxes: dict[int, list[Box]], image_methods: Sequence[Method]) -> list[Prepared]:
-    """One group of :func:`prepare_many`."""
+def _prepare_group(items: Sequence[ImageItem], boxes: dict[int, list[Box]], image_methods: Sequence[Method],
+                   together: bool = True) -> list[Prepared]:
+    """One group of :func:`prepare_many`: each scorer's views by one ``prepare_many`` call, or with
+    ``together`` False by ``prepare``, image by image."""
     ps = [Prepared(item, boxes[item.image_id]) for item in items]
     images: dict[int, Image.Image] = {}
 
@@ -128,7 +118,11 @@ def _prepare_group(items: Sequence[ImageItem], boxes: dict[int, list[Box]], imag
             continue
         assert m.scorer is not None
         live = [k for k, p in enumerate(ps) if p.boxes]
-        for k, views in zip(live, m.scorer.prepare_many([image(k) for k in live], [ps[k].boxes for k in live], m.prompter)):
+        if together:
+            made = m.scorer.prepare_many([image(k) for k in live], [ps[k].boxes for k in live], m.prompter)
+        else:
+            made = [m.scorer.prepare(image(k), ps[k].boxes, m.prompter) for k in live]
+        for k, views in zip(live, made):
             ps[k].views[m.id] = views
             if isinstance(m.scorer, EmbeddingScorer):
                 ps[k].texts[m.id] = m.scorer.prepare_texts([r.text for r in ps[k].item.refs])
